@@ -108,7 +108,15 @@ class Detections:
 
 @dataclass(frozen=True, slots=True)
 class DetectionsFrame:
-    """The value of a ``detections`` port: the frame and what was found in it."""
+    """The value of a ``detections`` port: the frame and what was found in it.
+
+    Attributes:
+        frame: the frame the detections were found in.
+        detections: the boxes (possibly a subset, e.g. those inside a zone).
+        regions: names of the zones these detections were filtered by, outermost first
+            (empty when unfiltered); events downstream name the innermost one.
+    """
 
     frame: Frame
     detections: Detections
+    regions: tuple[str, ...] = ()

@@ -1,0 +1,42 @@
+"""The node catalog: every node type AIOS offers, registered explicitly.
+
+One module per node type; each exposes ``NODE`` (a :class:`aios.catalog.base.NodeType`).
+A module that is not listed here is not in the catalog — a test checks that every node
+module is listed, and :class:`aios.catalog.registry.Catalog` rejects duplicate ids.
+"""
+
+from __future__ import annotations
+
+from aios.catalog.registry import Catalog
+from aios.nodes import (
+    camera_rtsp,
+    camera_webcam,
+    counter,
+    dashboard,
+    file_input,
+    line_crossing,
+    loitering,
+    motion_gate,
+    object_detection,
+    zone,
+)
+
+NODE_MODULES = (
+    # input
+    camera_rtsp,
+    camera_webcam,
+    file_input,
+    # processing
+    motion_gate,
+    object_detection,
+    # logic
+    zone,
+    line_crossing,
+    loitering,
+    counter,
+    # output
+    dashboard,
+)
+
+CATALOG = Catalog(module.NODE for module in NODE_MODULES)
+"""The catalog served by ``aios nodes`` and the API."""

@@ -1,0 +1,140 @@
+"""``aios/counter@1`` — occupancy per class (zone) and totals per class (line crossings)."""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from aios.catalog.base import Category, NodeConfig, NodeManifest, NodeType, PortKind, PortSpec, Tier
+from aios.nodes._common import EVENTS_OUT, class_filter_field_validator
+from aios.runtime.context import NodeContext
+from aios.runtime.events import StreamEvent
+from aios.vision.types import DetectionsFrame, Frame
+
+
+class CounterConfig(NodeConfig):
+    """Count objects per class."""
+
+    name: str = Field(
+        default="counter",
+        min_length=1,
+        max_length=80,
+        title="Counter name",
+        description="Shown in events and on the dashboard.",
+    )
+    classes: list[str] = Field(
+        default_factory=list,
+        title="Classes",
+        description="Only these class names are counted; empty means every class.",
+        max_length=100,
+    )
+    emit_on_change: bool = Field(
+        default=True,
+        title="Event on change",
+        description="Emit a count.changed event whenever a count changes.",
+    )
+
+    @field_validator("classes")
+    @classmethod
+    def _normalise_classes(cls, value: list[str]) -> list[str]:
+        return class_filter_field_validator(value)
+
+
+MANIFEST = NodeManifest(
+    type="aios/counter@1",
+    category=Category.LOGIC,
+    tier=Tier.STREAM,
+    title="Counter",
+    description="Counts objects per class: how many are in view now (connect a zone's "
+    "'inside' output) and how many crossed a line in each direction (connect a line "
+    "crossing's events). Occupancy returns to 0 as soon as the scene is empty.",
+    icon="hash",
+    inputs=(
+        PortSpec(
+            name="detections",
+            kind=PortKind.DETECTIONS,
+            title="Detections",
+            description="Occupancy: objects currently in view (e.g. inside a zone).",
+            required=False,
+        ),
+        PortSpec(
+            name="crossings",
+            kind=PortKind.EVENT,
+            title="Crossings",
+            description="Totals: line.cross events, tallied per class and direction.",
+            required=False,
+            multiple=True,
+        ),
+    ),
+    requires_any_input=True,
+    outputs=(
+        EVENTS_OUT,
+        PortSpec(
+            name="counts",
+            kind=PortKind.DATA,
+            title="Counts",
+            description="Occupancy and totals per class, whenever they change.",
+        ),
+    ),
+)
+
+
+class CounterNode:
+    """Keeps occupancy (per frame) and crossing totals (cumulative) per class."""
+
+    def __init__(self, config: CounterConfig, ctx: NodeContext) -> None:
+        from aios.analytics.counting import OccupancyCounter
+
+        self.config = config
+        self.ctx = ctx
+        self.classes = set(config.classes) or None
+        self.occupancy = OccupancyCounter(self.classes)
+        self.totals: dict[str, Tally[str]] = {"in": Tally(), "out": Tally()}
+
+    def process(self, inputs: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Return a count.changed event and the counts when anything changed."""
+        changed = False
+        frame: Frame | None = None
+        last_crossing: StreamEvent | None = None
+        value: DetectionsFrame | None = inputs.get("detections")
+        zone = None
+        if value is not None:
+            frame = value.frame
+            zone = value.regions[-1] if value.regions else None
+            changed = self.occupancy.update(value.detections).changed
+        for event in inputs.get("crossings", []):
+            if not isinstance(event, StreamEvent) or event.event_type != "line.cross":
+                continue
+            name = (event.class_name or "").lower()
+            if event.direction and (self.classes is None or name in self.classes):
+                self.totals[event.direction][name] += 1
+                changed = True
+                last_crossing = event
+        if not changed:
+            return {}
+        counts = {
+            "counter": self.config.name,
+            "occupancy": self.occupancy.counts if value is not None else None,
+            "peak": self.occupancy.peak if value is not None else None,
+            "in": dict(self.totals["in"]),
+            "out": dict(self.totals["out"]),
+        }
+        if not self.config.emit_on_change:
+            return {"counts": counts}
+        key = (tuple(sorted((counts["occupancy"] or {}).items())),)
+        if frame is not None:
+            event = self.ctx.event(
+                "count.changed", frame, zone=zone, data={"counts": counts}, key=key
+            )
+        else:
+            assert last_crossing is not None
+            event = self.ctx.follow_up(
+                last_crossing, "count.changed", line=last_crossing.line, data={"counts": counts}
+            )
+        return {"events": [event], "counts": counts}
+
+
+NODE = NodeType(manifest=MANIFEST, config_model=CounterConfig, implementation=CounterNode)

@@ -1,0 +1,223 @@
+"""``aios run``: the stream tier over a file or camera, events to JSON lines.
+
+Until the event tier exists, events that reach output nodes are written to the events
+file (one JSON object per line) rather than acted upon.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aios.catalog.base import Category, Tier
+from aios.pipeline.document import PipelineDocument, PipelineNode
+from aios.pipeline.validation import PipelineInvalid, ValidatedPipeline, validate_pipeline
+from aios.runtime.events import EventSink, JsonLinesSink
+from aios.runtime.nodes import Overlay
+from aios.runtime.stream import RunError, RunSummary, StreamRunner
+from aios.vision.types import DetectionsFrame, Frame
+
+
+class SourceOverrideError(ValueError):
+    """``--source`` cannot be applied to this pipeline."""
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """Where a batch run writes its results.
+
+    Attributes:
+        events_path: JSON-lines file for events (``None``: standard output).
+        media_dir: folder for snapshots and clips (``None``: ``media/`` beside the events
+            file, or ``./media`` when events go to standard output).
+        annotated_path: MP4 with boxes, zones and lines drawn (``None``: none).
+        max_frames: stop each source after this many frames.
+        progress: show a progress bar on standard error.
+    """
+
+    events_path: Path | None = None
+    media_dir: Path | None = None
+    annotated_path: Path | None = None
+    max_frames: int | None = None
+    progress: bool = True
+
+
+def override_source(pipeline: ValidatedPipeline, source: str) -> ValidatedPipeline:
+    """Return the pipeline with its single video input replaced by ``source``.
+
+    ``source`` is an ``rtsp://`` URL (→ ``aios/camera.rtsp@1``), a webcam index such as
+    ``0`` (→ ``aios/camera.webcam@1``) or a file path (→ ``aios/file.input@1``, keeping
+    ``realtime`` and ``loop`` if the input was already a file).
+
+    Raises:
+        SourceOverrideError: the pipeline has no or several video inputs, or the file does
+            not exist.
+    """
+    from aios.nodes import CATALOG
+
+    inputs = [
+        r
+        for r in pipeline.nodes.values()
+        if r.node_type.manifest.category is Category.INPUT
+        and r.node_type.manifest.tier is Tier.STREAM
+    ]
+    if len(inputs) != 1:
+        raise SourceOverrideError(
+            f"--source needs a pipeline with exactly one video input; this one has {len(inputs)}"
+        )
+    old = inputs[0].node
+    if re.match(r"^rtsps?://", source):
+        new_type, config = "aios/camera.rtsp@1", {"url": source}
+    elif source.isdigit():
+        new_type, config = "aios/camera.webcam@1", {"device_index": int(source)}
+    else:
+        if not source.startswith("asset:") and not Path(source).expanduser().is_file():
+            raise SourceOverrideError(f"--source {source}: no such file")
+        config = {"path": source}
+        if old.type == "aios/file.input@1":
+            config |= {k: v for k, v in old.config.items() if k in ("realtime", "loop")}
+        new_type = "aios/file.input@1"
+    doc = pipeline.document
+    nodes = [
+        PipelineNode(id=n.id, type=new_type, config=config, position=n.position, label=n.label)
+        if n.id == old.id
+        else n
+        for n in doc.nodes
+    ]
+    try:
+        return validate_pipeline(
+            PipelineDocument.model_validate({**doc.model_dump(by_alias=True), "nodes": nodes}),
+            CATALOG,
+        )
+    except PipelineInvalid as err:
+        raise SourceOverrideError(f"--source {source}: {err}") from err
+
+
+class _Annotator:
+    """Writes every processed frame, with detections, zones and lines drawn, to an MP4."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.writer: Any = None
+
+    def __call__(
+        self,
+        source_id: str,
+        frame: Frame,
+        values: Mapping[tuple[str, str], Any],
+        overlays: list[Overlay],
+    ) -> None:
+        from aios.vision.annotate import VideoWriter, draw_detections
+
+        if self.writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.writer = VideoWriter(self.path, fps=10.0, width=frame.width, height=frame.height)
+        image = frame.image.copy()
+        for overlay in overlays:
+            overlay.draw(image)
+        # Draw the most complete detections value of this frame (the detector's output).
+        best: DetectionsFrame | None = None
+        for value in values.values():
+            if isinstance(value, DetectionsFrame) and not value.regions and (
+                best is None or len(value.detections) > len(best.detections)
+            ):
+                best = value
+        if best is not None:
+            draw_detections(image, best.detections)
+        self.writer.write(image, pts_seconds=frame.pts_seconds)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[str, Frame], None] | None]:
+    if not enabled:
+        yield None
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(unit="frame", file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+    try:
+        yield lambda _source_id, _frame: bar.update(1)
+    finally:
+        bar.close()
+
+
+def run_batch(
+    pipeline: ValidatedPipeline,
+    options: BatchOptions,
+    *,
+    sink: EventSink | None = None,
+    install_stop: Callable[[Callable[[], None]], None] | None = None,
+) -> tuple[RunSummary, StreamRunner]:
+    """Run the pipeline's stream tier to the end of its sources.
+
+    Returns:
+        The run summary and the runner (for per-node counters).
+
+    Raises:
+        RunError: a node or source failed; the message names it.
+    """
+    from aios.runtime.evidence import EvidenceRecorder
+
+    if sink is None:
+        sink = (
+            JsonLinesSink.open(options.events_path)
+            if options.events_path is not None
+            else JsonLinesSink(sys.stdout)
+        )
+    media_dir = options.media_dir or (
+        options.events_path.parent / "media" if options.events_path else Path("media")
+    )
+    recorders: list[EvidenceRecorder] = []
+
+    def make_evidence(source_id: str) -> EvidenceRecorder:
+        recorder = EvidenceRecorder(media_dir, source_id)
+        recorders.append(recorder)
+        return recorder
+
+    annotator = _Annotator(options.annotated_path) if options.annotated_path else None
+
+    def on_frame(
+        source_id: str,
+        frame: Frame,
+        values: Mapping[tuple[str, str], Any],
+        overlays: list[Overlay],
+    ) -> None:
+        for recorder in recorders:
+            if recorder.source_id == source_id:
+                recorder.on_frame(frame)
+        if annotator is not None:
+            annotator(source_id, frame, values, overlays)
+
+    try:
+        with _progress(options.progress) as progress:
+            runner = StreamRunner(
+                pipeline,
+                sink,
+                evidence=make_evidence,
+                on_frame=on_frame,
+                on_progress=progress,
+                max_frames=options.max_frames,
+            )
+            if install_stop is not None:
+                install_stop(runner.stop)
+            summary = runner.run()
+    except RunError:
+        raise
+    except Exception as err:
+        raise RunError(str(err)) from err
+    finally:
+        for recorder in recorders:
+            recorder.close()
+        if annotator is not None:
+            annotator.close()
+        sink.close()
+    return summary, runner

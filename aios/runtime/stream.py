@@ -1,0 +1,314 @@
+"""The stream tier runtime: runs the video side of a validated pipeline, frame by frame.
+
+For every video input node the runner opens its source and drives the nodes downstream
+of it in topological order, one frame at a time; each source runs in its own thread with
+its own node instances (analytics state is per camera). Events that reach output nodes
+are handed to those nodes and then written, once each, to the run's event sink.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aios.catalog.base import Category, PortKind, Tier
+from aios.pipeline.validation import ResolvedNode, ValidatedPipeline
+from aios.runtime.context import Evidence, NodeContext, NoEvidence
+from aios.runtime.events import EventSink, StreamEvent
+from aios.runtime.nodes import (
+    Closeable,
+    FrameSource,
+    Overlay,
+    ProcessorNode,
+    SinkNode,
+    SourceNode,
+)
+from aios.vision.types import DetectionsFrame, Frame
+
+log = logging.getLogger(__name__)
+
+
+class RunError(RuntimeError):
+    """A node failed while the pipeline ran; the message names the node."""
+
+
+@dataclass
+class NodeStats:
+    """Per-node counters of one run (what the monitor view shows)."""
+
+    calls: int = 0
+    seconds: float = 0.0
+    events: int = 0
+
+    def to_dict(self) -> dict[str, float | int]:
+        """Return JSON-ready counters (``ms_per_call`` is the mean processing time)."""
+        return {
+            "calls": self.calls,
+            "events": self.events,
+            "ms_per_call": round(1000 * self.seconds / self.calls, 3) if self.calls else 0.0,
+        }
+
+
+@dataclass
+class SourceStats:
+    """Counters of one source in one run."""
+
+    frames: int = 0
+    seconds: float = 0.0
+    first_pts: float | None = None
+    last_pts: float | None = None
+    dropped_frames: int = 0
+
+
+@dataclass
+class RunSummary:
+    """What a run did: frames per source, events written, per-node counters."""
+
+    sources: dict[str, SourceStats] = field(default_factory=dict)
+    nodes: dict[str, NodeStats] = field(default_factory=dict)
+    events_written: int = 0
+    wall_seconds: float = 0.0
+
+    @property
+    def frames(self) -> int:
+        """Frames processed over all sources."""
+        return sum(s.frames for s in self.sources.values())
+
+
+FrameHook = Callable[[str, Frame, Mapping[tuple[str, str], Any], list[Overlay]], None]
+"""Called after each frame: source id, frame, port values, overlays (annotated output)."""
+
+EvidenceFactory = Callable[[str], Evidence]
+"""Builds the evidence service of one source (snapshots, clips), given the source id."""
+
+
+def _flatten_events(values: list[Any]) -> list[StreamEvent]:
+    out: list[StreamEvent] = []
+    for value in values:
+        if isinstance(value, list):
+            out.extend(v for v in value if isinstance(v, StreamEvent))
+        elif isinstance(value, StreamEvent):
+            out.append(value)
+    return out
+
+
+class _SourceWorker:
+    """Runs one source's subgraph: owns the node instances of that subgraph."""
+
+    def __init__(
+        self,
+        runner: StreamRunner,
+        source: ResolvedNode,
+        evidence: Evidence,
+    ) -> None:
+        self.runner = runner
+        self.source_node = source
+        pipeline = runner.pipeline
+        subgraph = pipeline.downstream_of(source.id)
+        self.order = [nid for nid in pipeline.order if nid in subgraph and nid != source.id]
+        self.evidence = evidence
+        self.impls: dict[str, Any] = {}
+        for nid in [source.id, *self.order]:
+            rnode = pipeline.nodes[nid]
+            ctx = NodeContext(
+                pipeline=pipeline.document.name,
+                node_id=nid,
+                node_type=rnode.node.type,
+                evidence=evidence,
+                logger=logging.getLogger(f"aios.node.{nid}"),
+            )
+            self.impls[nid] = rnode.node_type.implementation(rnode.config, ctx)
+        self.overlays = [i for i in self.impls.values() if isinstance(i, Overlay)]
+        self.frame_source: FrameSource | None = None
+        self.stats = SourceStats()
+        self.error: BaseException | None = None
+
+    def step(self, frame: Frame) -> None:
+        pipeline = self.runner.pipeline
+        values: dict[tuple[str, str], Any] = {}
+        for port in self.source_node.node_type.manifest.outputs:
+            if port.kind is PortKind.FRAMES:
+                values[(self.source_node.id, port.name)] = frame
+        reached: dict[str, StreamEvent] = {}
+        for nid in self.order:
+            rnode = pipeline.nodes[nid]
+            manifest = rnode.node_type.manifest
+            inputs: dict[str, Any] = {}
+            for edge in pipeline.incoming.get(nid, ()):
+                value = values.get((edge.source, edge.source_handle))
+                if value is None:
+                    continue
+                port = manifest.input(edge.target_handle)
+                assert port is not None
+                if port.multiple or port.kind is PortKind.EVENT:
+                    inputs.setdefault(port.name, []).append(value)
+                else:
+                    inputs[port.name] = value
+            for name, value in list(inputs.items()):
+                port = manifest.input(name)
+                if port is not None and port.kind is PortKind.EVENT:
+                    inputs[name] = _flatten_events(value)
+            if any(p.required and p.name not in inputs for p in manifest.inputs):
+                continue  # nothing flowed to a required input on this frame
+            if manifest.requires_any_input and not inputs:
+                continue
+            impl = self.impls[nid]
+            stats = self.runner.summary.nodes[nid]
+            started = time.perf_counter()
+            try:
+                if manifest.category is Category.OUTPUT:
+                    events = [e for v in inputs.values() for e in v if isinstance(e, StreamEvent)]
+                    if not events:
+                        continue
+                    assert isinstance(impl, SinkNode)
+                    for event in impl.handle(events):
+                        kept = reached.setdefault(event.event_id, event)
+                        kept.outputs.append(nid)
+                    outputs: Mapping[str, Any] = {}
+                else:
+                    assert isinstance(impl, ProcessorNode)
+                    outputs = impl.process(inputs)
+            except Exception as err:
+                raise RunError(
+                    f"node '{nid}' ({rnode.node.type}) failed on frame {frame.index} of "
+                    f"'{frame.source_id}': {err}"
+                ) from err
+            finally:
+                stats.calls += 1
+                stats.seconds += time.perf_counter() - started
+            for name, value in outputs.items():
+                if value is None:
+                    continue
+                values[(nid, name)] = value
+                if isinstance(value, list):
+                    stats.events += sum(isinstance(v, StreamEvent) for v in value)
+        for event in reached.values():
+            self.runner.sink.write(event)
+            self.runner.count_written()
+        if self.runner.on_frame is not None:
+            self.runner.on_frame(self.source_node.id, frame, values, self.overlays)
+
+    def run(self) -> None:
+        impl = self.impls[self.source_node.id]
+        assert isinstance(impl, SourceNode)
+        try:
+            self.frame_source = impl.open()
+            if self.runner.stopping.is_set():
+                self.frame_source.stop()
+            started = time.perf_counter()
+            for frame in self.frame_source.frames():
+                if self.runner.stopping.is_set():
+                    break
+                self.step(frame)
+                self.stats.frames += 1
+                if self.stats.first_pts is None:
+                    self.stats.first_pts = frame.pts_seconds
+                self.stats.last_pts = frame.pts_seconds
+                if self.runner.max_frames is not None and self.stats.frames >= self.runner.max_frames:
+                    break
+                if self.runner.on_progress is not None:
+                    self.runner.on_progress(self.source_node.id, frame)
+            self.stats.seconds = time.perf_counter() - started
+            self.stats.dropped_frames = int(getattr(self.frame_source, "dropped_frames", 0))
+        except BaseException as err:
+            self.error = err
+            self.runner.stopping.set()
+        finally:
+            if self.frame_source is not None:
+                self.frame_source.stop()
+            for nid, impl_ in self.impls.items():
+                if isinstance(impl_, Closeable):
+                    try:
+                        impl_.close()
+                    except Exception:
+                        log.exception("closing node %s failed", nid)
+
+
+class StreamRunner:
+    """Runs the stream tier of a validated pipeline until its sources end or :meth:`stop`.
+
+    Args:
+        pipeline: a validated pipeline.
+        sink: where events that reach output nodes are written.
+        evidence: builds each source's snapshot/clip service (default: save nothing).
+        on_frame: called after each processed frame (annotated output, live view).
+        on_progress: called after each frame with the source id and frame (progress bars).
+        max_frames: stop each source after this many frames (``None``: until it ends).
+    """
+
+    def __init__(
+        self,
+        pipeline: ValidatedPipeline,
+        sink: EventSink,
+        *,
+        evidence: EvidenceFactory | None = None,
+        on_frame: FrameHook | None = None,
+        on_progress: Callable[[str, Frame], None] | None = None,
+        max_frames: int | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.sink = sink
+        self.on_frame = on_frame
+        self.on_progress = on_progress
+        self.max_frames = max_frames
+        self.stopping = threading.Event()
+        self.summary = RunSummary(nodes={nid: NodeStats() for nid in pipeline.nodes})
+        self._lock = threading.Lock()
+        make_evidence = evidence or (lambda _source_id: NoEvidence())
+        sources = [
+            r
+            for r in pipeline.nodes.values()
+            if r.node_type.manifest.category is Category.INPUT
+            and r.node_type.manifest.tier is Tier.STREAM
+        ]
+        if not sources:
+            raise RunError("the pipeline has no video input node; nothing to run")
+        self.workers = [_SourceWorker(self, s, make_evidence(s.id)) for s in sources]
+
+    def count_written(self) -> None:
+        """Count one event written (thread-safe)."""
+        with self._lock:
+            self.summary.events_written += 1
+
+    def stop(self) -> None:
+        """Ask every source to stop; :meth:`run` returns soon after."""
+        self.stopping.set()
+        for worker in self.workers:
+            if worker.frame_source is not None:
+                worker.frame_source.stop()
+
+    def run(self) -> RunSummary:
+        """Run every source to its end (or until stopped); raise the first node failure."""
+        started = time.perf_counter()
+        if len(self.workers) == 1:
+            self.workers[0].run()
+        else:
+            threads = [
+                threading.Thread(target=w.run, name=f"source-{w.source_node.id}", daemon=True)
+                for w in self.workers
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                while t.is_alive():
+                    t.join(timeout=0.5)
+        self.summary.wall_seconds = time.perf_counter() - started
+        for worker in self.workers:
+            self.summary.sources[worker.source_node.id] = worker.stats
+        for worker in self.workers:
+            if worker.error is not None:
+                if isinstance(worker.error, RunError):
+                    raise worker.error
+                raise RunError(
+                    f"source '{worker.source_node.id}' failed: {worker.error}"
+                ) from worker.error
+        return self.summary
+
+
+def detections_of(value: Any) -> DetectionsFrame | None:
+    """Return ``value`` if it is a detections port value, else ``None``."""
+    return value if isinstance(value, DetectionsFrame) else None

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Prepare this checkout: Python environment from the lock file, detection model, demo video.
+# Usage: scripts/setup.sh [--dev]   (--dev adds test tools and the system packages tests use)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEV=0
+[[ "${1:-}" == "--dev" ]] && DEV=1
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+
+apt_ready=0
+apt_update_once() {
+  if [[ $apt_ready -eq 0 ]]; then
+    log "Refreshing the Debian package lists"
+    as_root apt-get update -qq
+    apt_ready=1
+  fi
+}
+
+# Demo video and test photos come from Debian packages (apt-get download needs package lists).
+if ! apt-cache policy opencv-doc 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+  apt_update_once
+fi
+
+if [[ $DEV -eq 1 ]]; then
+  # GStreamer's RTSP server is the real RTSP peer of the camera tests.
+  SYSTEM_PACKAGES=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp
+    gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+    gstreamer1.0-plugins-ugly gstreamer1.0-libav)
+  missing=()
+  for pkg in "${SYSTEM_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if [[ ${#missing[@]} -gt 0 ]]; then
+    apt_update_once
+    log "Installing system packages: ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+if ! command -v uv >/dev/null 2>&1; then
+  log "Installing uv (the Python package manager that reads uv.lock)"
+  python3 -m pip install --quiet --disable-pip-version-check uv
+fi
+
+export UV_PYTHON_DOWNLOADS=never
+EXTRAS=(--extra vision)
+[[ $DEV -eq 1 ]] && EXTRAS+=(--extra dev)
+log "Creating .venv from uv.lock"
+uv sync --frozen --quiet "${EXTRAS[@]}"
+
+log "Fetching the default detection model and the demo assets"
+.venv/bin/aios models fetch >/dev/null
+.venv/bin/aios assets fetch >/dev/null
