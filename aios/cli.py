@@ -119,7 +119,7 @@ def validate_command(
 
 
 @app.command("run")
-def run_command(
+def run_command(  # noqa: PLR0917 - typer options
     pipeline: Annotated[Path, typer.Argument(help="Pipeline document (JSON).")],
     source: Annotated[
         str | None,
@@ -172,14 +172,13 @@ def run_command(
         progress=not quiet,
     )
     try:
-        summary, runner = run_batch(validated, options, install_stop=_install_stop)
+        summary, _runner = run_batch(validated, options, install_stop=_install_stop)
     except RunError as err:
         _err(f"error: {err}")
         raise typer.Exit(EXIT_FAILED) from err
     _err(
         f"{summary.frames} frames, {summary.events_written} events in "
-        f"{summary.wall_seconds:.1f} s"
-        + (f" → {events}" if events else "")
+        f"{summary.wall_seconds:.1f} s" + (f" → {events}" if events else "")
     )
 
 

@@ -48,8 +48,7 @@ class Catalog:
             "schema_version": 1,
             "port_kinds": ["frames", "detections", "event", "data"],
             "compatible_kinds": {
-                k.value: sorted(v.value for v in vs)
-                for k, vs in COMPATIBLE_KINDS.items()
+                k.value: sorted(v.value for v in vs) for k, vs in COMPATIBLE_KINDS.items()
             },
             "nodes": [t.export() for t in sorted(self, key=lambda t: t.type_id)],
         }

@@ -85,7 +85,9 @@ class ClassFilterMixin(BaseModel):
 
 FRAMES_OUT = PortSpec(name="frames", kind=PortKind.FRAMES, title="Frames")
 DETECTIONS_IN = PortSpec(
-    name="detections", kind=PortKind.DETECTIONS, title="Detections",
+    name="detections",
+    kind=PortKind.DETECTIONS,
+    title="Detections",
     description="Tracked detections (from object detection or another zone).",
 )
 EVENTS_OUT = PortSpec(name="events", kind=PortKind.EVENT, title="Events")

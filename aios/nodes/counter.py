@@ -115,7 +115,7 @@ class CounterNode:
                 last_crossing = event
         if not changed:
             return {}
-        counts = {
+        counts: dict[str, Any] = {
             "counter": self.config.name,
             "occupancy": self.occupancy.counts if value is not None else None,
             "peak": self.occupancy.peak if value is not None else None,

@@ -118,7 +118,9 @@ class LineCrossingNode:
             return {}
         totals = {"in": dict(self.counter.in_count), "out": dict(self.counter.out_count)}
         track_index = (
-            {int(t): i for i, t in enumerate(dets.tracker_id)} if dets.tracker_id is not None else {}
+            {int(t): i for i, t in enumerate(dets.tracker_id)}
+            if dets.tracker_id is not None
+            else {}
         )
         events: list[StreamEvent] = []
         for c in crossings:
@@ -136,16 +138,16 @@ class LineCrossingNode:
                 direction=c.direction,
                 data={"totals": totals},
             )
-            events.append(
-                self.ctx.evidence.attach(event, frame, dets, index, self.config.evidence)
-            )
+            events.append(self.ctx.evidence.attach(event, frame, dets, index, self.config.evidence))
         return {"events": events, "counts": {"line": self.config.name, **totals}}
 
     def draw(self, image: BGRImage) -> None:
         """Draw the line with its 'in' direction."""
         from aios.vision.annotate import draw_line
 
-        draw_line(image, self.config.line[0], self.config.line[1], label=self.config.name)
+        draw_line(
+            image, self.config.line[0], self.config.line[1], label=self.config.name, copy=False
+        )
 
 
 NODE = NodeType(manifest=MANIFEST, config_model=LineCrossingConfig, implementation=LineCrossingNode)

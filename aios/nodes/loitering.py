@@ -64,12 +64,14 @@ class LoiteringNode:
         """Return this frame's loitering alerts."""
         value: DetectionsFrame = inputs["detections"]
         frame, dets = value.frame, value.detections
-        alerts = self.dwell.update(dets, frame.pts_seconds)
+        alerts = self.dwell.update(dets, frame.pts_seconds).alerts
         if not alerts:
             return {}
         zone = value.regions[-1] if value.regions else None
         track_index = (
-            {int(t): i for i, t in enumerate(dets.tracker_id)} if dets.tracker_id is not None else {}
+            {int(t): i for i, t in enumerate(dets.tracker_id)}
+            if dets.tracker_id is not None
+            else {}
         )
         events: list[StreamEvent] = []
         for alert in alerts:
@@ -85,9 +87,7 @@ class LoiteringNode:
                 dwell_seconds=round(alert.dwell_seconds, 2),
                 data={"threshold_seconds": self.config.threshold_seconds},
             )
-            events.append(
-                self.ctx.evidence.attach(event, frame, dets, index, self.config.evidence)
-            )
+            events.append(self.ctx.evidence.attach(event, frame, dets, index, self.config.evidence))
         return {"events": events}
 
 

@@ -19,7 +19,7 @@ class MotionGateConfig(NodeConfig):
 
     min_changed_fraction: float = Field(
         default=0.002,
-        ge=0.0,
+        gt=0.0,
         le=1.0,
         title="Minimum changed area",
         description="Fraction of the (downscaled) frame that must change to count as motion, "
@@ -69,8 +69,8 @@ class MotionGateNode:
     def process(self, inputs: Mapping[str, Any]) -> Mapping[str, Any]:
         """Return the frame with ``motion`` decided."""
         frame: Frame = inputs["frames"]
-        moving, _fraction = self.gate.update(frame.image)
-        return {"frames": dataclasses.replace(frame, motion=moving)}
+        decision = self.gate.check(frame.image)
+        return {"frames": dataclasses.replace(frame, motion=decision.motion)}
 
 
 NODE = NodeType(manifest=MANIFEST, config_model=MotionGateConfig, implementation=MotionGateNode)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,6 +45,14 @@ class TrackingConfig(BaseModel):
         le=1.0,
         title="Minimum overlap",
         description="Intersection over union (0–1) needed to match a detection to a track.",
+    )
+    start_confidence: float = Field(
+        default=0.4,
+        ge=0.01,
+        le=1.0,
+        title="Confidence to start a track",
+        description="A new track starts only from a detection scoring at least this (0–1); "
+        "weaker detections can still continue an existing track (ByteTrack).",
     )
 
 
@@ -136,6 +145,7 @@ class ObjectDetectionNode:
             min_confidence=config.min_confidence,
             iou_threshold=config.iou_threshold,
             classes=set(config.classes) or None,
+            num_threads=max(1, min(4, os.cpu_count() or 1)),
         )
         unknown = set(config.classes) - {n.lower() for n in self.detector.class_names}
         if unknown and self.detector.class_names:
@@ -147,8 +157,10 @@ class ObjectDetectionNode:
         self.tracker = (
             ObjectTracker(
                 lost_track_seconds=t.lost_track_seconds,
+                min_confidence=t.start_confidence,
+                high_confidence=t.start_confidence,
                 min_consecutive_frames=t.min_consecutive_frames,
-                min_iou=t.min_iou,
+                iou_threshold=t.min_iou,
             )
             if t.enabled
             else None
@@ -179,7 +191,9 @@ class ObjectDetectionNode:
         else:
             assert self._last is not None
             raw = self._last
-        dets = raw if self.tracker is None else self.tracker.update(raw, frame.pts_seconds, self._fps)
+        dets = (
+            raw if self.tracker is None else self.tracker.update(raw, frame.pts_seconds, self._fps)
+        )
         return {"detections": DetectionsFrame(frame=frame, detections=dets)}
 
 

@@ -125,7 +125,9 @@ class ZoneNode:
         update = self.zone.update(dets, frame.width, frame.height, frame.pts_seconds)
         events: list[StreamEvent] = []
         track_index = (
-            {int(t): i for i, t in enumerate(dets.tracker_id)} if dets.tracker_id is not None else {}
+            {int(t): i for i, t in enumerate(dets.tracker_id)}
+            if dets.tracker_id is not None
+            else {}
         )
         transitions = [("zone.enter", t) for t in update.entered] if self.config.emit_enter else []
         if self.config.emit_exit:
@@ -158,7 +160,7 @@ class ZoneNode:
         """Draw the zone outline and its name."""
         from aios.vision.annotate import draw_polygon
 
-        draw_polygon(image, self.config.polygon, label=self.config.name)
+        draw_polygon(image, self.config.polygon, label=self.config.name, copy=False)
 
 
 NODE = NodeType(manifest=MANIFEST, config_model=ZoneConfig, implementation=ZoneNode)

@@ -80,8 +80,7 @@ class PipelineEdge(_Model):
         """Human reference used in error messages: the id, else the position in the list."""
         ref = f"'{self.id}'" if self.id else f"#{index}"
         return (
-            f"edge {ref} ({self.source}.{self.source_handle} → "
-            f"{self.target}.{self.target_handle})"
+            f"edge {ref} ({self.source}.{self.source_handle} → {self.target}.{self.target_handle})"
         )
 
 
@@ -89,7 +88,7 @@ class PipelineDocument(_Model):
     """A whole pipeline. Each save of a document is an immutable revision."""
 
     schema_version: Literal[1] = Field(
-        default=SCHEMA_VERSION,
+        default=1,
         alias="schemaVersion",
         title="Schema version",
         description="Version of this document format.",

@@ -77,7 +77,7 @@ class ValidationIssue:
         }
 
 
-class PipelineInvalid(ValueError):
+class PipelineInvalid(ValueError):  # noqa: N818 - reads as 'raise PipelineInvalid'
     """A pipeline document has problems; ``issues`` lists every one of them."""
 
     def __init__(self, issues: list[ValidationIssue]) -> None:
@@ -234,7 +234,8 @@ def validate_pipeline(raw: Any, catalog: Catalog) -> ValidatedPipeline:
     for index, edge in enumerate(doc.edges):
         label = edge.label(index)
         missing = [
-            (role, nid) for role, nid in (("source", edge.source), ("target", edge.target))
+            (role, nid)
+            for role, nid in (("source", edge.source), ("target", edge.target))
             if nid not in seen_ids
         ]
         if missing:
@@ -334,11 +335,11 @@ def validate_pipeline(raw: Any, catalog: Catalog) -> ValidatedPipeline:
                     )
                 )
         if manifest.requires_any_input and manifest.inputs and not connected:
-            names = ", ".join(p.name for p in manifest.inputs)
+            listed = ", ".join(p.name for p in manifest.inputs)
             issues.append(
                 ValidationIssue(
                     IssueCode.MISSING_INPUT,
-                    f"connect at least one of the inputs: {names}",
+                    f"connect at least one of the inputs: {listed}",
                     node_id=rnode.id,
                 )
             )
@@ -369,7 +370,8 @@ def validate_pipeline(raw: Any, catalog: Catalog) -> ValidatedPipeline:
 
     # Inputs and reachability.
     input_ids = [
-        n.id for n in doc.nodes
+        n.id
+        for n in doc.nodes
         if (t := catalog.get(n.type)) is not None and t.manifest.category is Category.INPUT
     ]
     if not input_ids:
@@ -399,8 +401,7 @@ def validate_pipeline(raw: Any, catalog: Catalog) -> ValidatedPipeline:
                 issues.append(
                     ValidationIssue(
                         IssueCode.UNREACHABLE_OUTPUT,
-                        "no input node reaches this output; connect it to the rest of the "
-                        "pipeline",
+                        "no input node reaches this output; connect it to the rest of the pipeline",
                         node_id=node.id,
                     )
                 )

@@ -20,7 +20,7 @@ from aios.pipeline.validation import PipelineInvalid, ValidatedPipeline, validat
 from aios.runtime.events import EventSink, JsonLinesSink
 from aios.runtime.nodes import Overlay
 from aios.runtime.stream import RunError, RunSummary, StreamRunner
-from aios.vision.types import DetectionsFrame, Frame
+from aios.vision.types import BGRImage, DetectionsFrame, Frame
 
 
 class SourceOverrideError(ValueError):
@@ -71,6 +71,7 @@ def override_source(pipeline: ValidatedPipeline, source: str) -> ValidatedPipeli
             f"--source needs a pipeline with exactly one video input; this one has {len(inputs)}"
         )
     old = inputs[0].node
+    config: dict[str, Any]
     if re.match(r"^rtsps?://", source):
         new_type, config = "aios/camera.rtsp@1", {"url": source}
     elif source.isdigit():
@@ -99,11 +100,15 @@ def override_source(pipeline: ValidatedPipeline, source: str) -> ValidatedPipeli
 
 
 class _Annotator:
-    """Writes every processed frame, with detections, zones and lines drawn, to an MP4."""
+    """Writes every processed frame, with detections, zones and lines drawn, to an MP4.
+
+    The frame rate is measured from the first two frames' timestamps.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.writer: Any = None
+        self._first: tuple[BGRImage, float] | None = None
 
     def __call__(
         self,
@@ -114,26 +119,52 @@ class _Annotator:
     ) -> None:
         from aios.vision.annotate import VideoWriter, draw_detections
 
-        if self.writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.writer = VideoWriter(self.path, fps=10.0, width=frame.width, height=frame.height)
         image = frame.image.copy()
         for overlay in overlays:
             overlay.draw(image)
         # Draw the most complete detections value of this frame (the detector's output).
         best: DetectionsFrame | None = None
         for value in values.values():
-            if isinstance(value, DetectionsFrame) and not value.regions and (
-                best is None or len(value.detections) > len(best.detections)
+            if (
+                isinstance(value, DetectionsFrame)
+                and not value.regions
+                and (best is None or len(value.detections) > len(best.detections))
             ):
                 best = value
         if best is not None:
-            draw_detections(image, best.detections)
+            draw_detections(image, best.detections, copy=False)
+        if self.writer is None:
+            if self._first is None:
+                self._first = (image, frame.pts_seconds)
+                return
+            first_image, first_pts = self._first
+            step = frame.pts_seconds - first_pts
+            fps = min(120.0, max(1.0, 1.0 / step)) if step > 0 else 10.0
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.writer = VideoWriter(self.path, fps=fps, width=frame.width, height=frame.height)
+            self.writer.write(first_image, pts_seconds=first_pts)
         self.writer.write(image, pts_seconds=frame.pts_seconds)
 
     def close(self) -> None:
+        from aios.vision.annotate import VideoWriter
+
+        if self.writer is None and self._first is not None:
+            image, pts = self._first
+            height, width = image.shape[:2]
+            self.writer = VideoWriter(self.path, fps=10.0, width=width, height=height)
+            self.writer.write(image, pts_seconds=pts)
         if self.writer is not None:
             self.writer.close()
+
+
+def _clip_buffer_seconds(pipeline: ValidatedPipeline, source_id: str) -> float:
+    """Return the longest pre-event clip any node downstream of the source asks for."""
+    longest = 0.0
+    for node_id in pipeline.downstream_of(source_id):
+        evidence = getattr(pipeline.nodes[node_id].config, "evidence", None)
+        if evidence is not None and evidence.clip:
+            longest = max(longest, float(evidence.clip_pre_seconds))
+    return longest
 
 
 @contextlib.contextmanager
@@ -144,8 +175,12 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, Frame], None] | None]:
     from tqdm import tqdm
 
     bar = tqdm(unit="frame", file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+
+    def advance(_source_id: str, _frame: Frame) -> None:
+        bar.update(1)
+
     try:
-        yield lambda _source_id, _frame: bar.update(1)
+        yield advance
     finally:
         bar.close()
 
@@ -179,7 +214,9 @@ def run_batch(
     recorders: list[EvidenceRecorder] = []
 
     def make_evidence(source_id: str) -> EvidenceRecorder:
-        recorder = EvidenceRecorder(media_dir, source_id)
+        recorder = EvidenceRecorder(
+            media_dir, source_id, buffer_seconds=_clip_buffer_seconds(pipeline, source_id)
+        )
         recorders.append(recorder)
         return recorder
 

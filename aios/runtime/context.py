@@ -113,9 +113,13 @@ class NodeContext:
             **fields,
         )
 
-
     def follow_up(
-        self, parent: StreamEvent, event_type: EventType, *, key: tuple[Any, ...] = (), **fields: Any
+        self,
+        parent: StreamEvent,
+        event_type: EventType,
+        *,
+        key: tuple[Any, ...] = (),
+        **fields: Any,
     ) -> StreamEvent:
         """Build an event caused by ``parent`` (same frame, time and source)."""
         return StreamEvent(

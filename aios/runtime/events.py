@@ -17,9 +17,7 @@ from typing import IO, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-EventType = Literal[
-    "zone.enter", "zone.exit", "line.cross", "loitering", "count.changed"
-]
+EventType = Literal["zone.enter", "zone.exit", "line.cross", "loitering", "count.changed"]
 
 
 class StreamEvent(BaseModel):

@@ -27,7 +27,10 @@ from aios.vision.types import BGRImage, Frame
 class FrameSource(Protocol):
     """A running source of frames."""
 
-    live: bool
+    @property
+    def live(self) -> bool:
+        """Whether frames come in real time (stale ones may be dropped)."""
+        ...
 
     def frames(self) -> Iterator[Frame]:
         """Yield frames until the source ends or is stopped."""

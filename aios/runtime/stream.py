@@ -142,15 +142,15 @@ class _SourceWorker:
                 value = values.get((edge.source, edge.source_handle))
                 if value is None:
                     continue
-                port = manifest.input(edge.target_handle)
-                assert port is not None
-                if port.multiple or port.kind is PortKind.EVENT:
-                    inputs.setdefault(port.name, []).append(value)
+                in_port = manifest.input(edge.target_handle)
+                assert in_port is not None
+                if in_port.multiple or in_port.kind is PortKind.EVENT:
+                    inputs.setdefault(in_port.name, []).append(value)
                 else:
-                    inputs[port.name] = value
+                    inputs[in_port.name] = value
             for name, value in list(inputs.items()):
-                port = manifest.input(name)
-                if port is not None and port.kind is PortKind.EVENT:
+                event_port = manifest.input(name)
+                if event_port is not None and event_port.kind is PortKind.EVENT:
                     inputs[name] = _flatten_events(value)
             if any(p.required and p.name not in inputs for p in manifest.inputs):
                 continue  # nothing flowed to a required input on this frame
@@ -208,7 +208,10 @@ class _SourceWorker:
                 if self.stats.first_pts is None:
                     self.stats.first_pts = frame.pts_seconds
                 self.stats.last_pts = frame.pts_seconds
-                if self.runner.max_frames is not None and self.stats.frames >= self.runner.max_frames:
+                if (
+                    self.runner.max_frames is not None
+                    and self.stats.frames >= self.runner.max_frames
+                ):
                     break
                 if self.runner.on_progress is not None:
                     self.runner.on_progress(self.source_node.id, frame)

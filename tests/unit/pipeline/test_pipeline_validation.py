@@ -38,7 +38,12 @@ def base_doc() -> dict[str, Any]:
                 "target": "zone",
                 "targetHandle": "detections",
             },
-            {"source": "zone", "sourceHandle": "events", "target": "dash", "targetHandle": "events"},
+            {
+                "source": "zone",
+                "sourceHandle": "events",
+                "target": "dash",
+                "targetHandle": "events",
+            },
         ],
     }
 
@@ -55,8 +60,8 @@ def test_valid_document_gives_topological_order() -> None:
     # GIVEN a valid document / WHEN validated
     validated = validate_pipeline(base_doc(), CATALOG)
     # THEN nodes come in dependency order
-    assert validated.order.index("cam") < validated.order.index("det") < validated.order.index(
-        "zone"
+    assert (
+        validated.order.index("cam") < validated.order.index("det") < validated.order.index("zone")
     )
 
 
@@ -103,8 +108,13 @@ def test_unknown_ports_and_dangling_edges() -> None:
     doc = base_doc()
     doc["edges"][0]["sourceHandle"] = "video"
     doc["edges"].append(
-        {"id": "ghost", "source": "zone", "sourceHandle": "events", "target": "nowhere",
-         "targetHandle": "events"}
+        {
+            "id": "ghost",
+            "source": "zone",
+            "sourceHandle": "events",
+            "target": "nowhere",
+            "targetHandle": "events",
+        }
     )
     issues = issues_of(doc)
     codes = {i.code for i in issues}
@@ -121,8 +131,12 @@ def test_incompatible_port_kinds() -> None:
     doc = base_doc()
     doc["nodes"].append({"id": "loiter", "type": "aios/loitering@1", "config": {}})
     doc["edges"].append(
-        {"source": "zone", "sourceHandle": "events", "target": "loiter",
-         "targetHandle": "detections"}
+        {
+            "source": "zone",
+            "sourceHandle": "events",
+            "target": "loiter",
+            "targetHandle": "detections",
+        }
     )
     issues = issues_of(doc)
     kinds = next(i for i in issues if i.code is IssueCode.INCOMPATIBLE_PORTS)
@@ -139,12 +153,20 @@ def test_cycle_names_its_nodes() -> None:
     )
     doc["edges"][1]["target"] = "zone2"
     doc["edges"] += [
-        {"source": "zone2", "sourceHandle": "inside", "target": "zone",
-         "targetHandle": "detections"},
-        {"source": "zone", "sourceHandle": "inside", "target": "zone2",
-         "targetHandle": "detections"},
+        {
+            "source": "zone2",
+            "sourceHandle": "inside",
+            "target": "zone",
+            "targetHandle": "detections",
+        },
+        {
+            "source": "zone",
+            "sourceHandle": "inside",
+            "target": "zone2",
+            "targetHandle": "detections",
+        },
     ]
-    doc["edges"] = [e for e in doc["edges"] if not (e["source"] == "det")]
+    doc["edges"] = [e for e in doc["edges"] if e["source"] != "det"]
     issues = issues_of(doc)
     cycle = next(i for i in issues if i.code is IssueCode.CYCLE)
     assert "'zone'" in cycle.message and "'zone2'" in cycle.message
@@ -220,4 +242,6 @@ def test_published_schema_is_current() -> None:
     from aios.pipeline.document import pipeline_json_schema
 
     published = json.loads((ROOT / "schemas" / "pipeline.schema.json").read_text())
-    assert published == pipeline_json_schema(), "run: aios pipeline schema > schemas/pipeline.schema.json"
+    assert published == pipeline_json_schema(), (
+        "run: aios pipeline schema > schemas/pipeline.schema.json"
+    )

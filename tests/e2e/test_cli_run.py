@@ -1,0 +1,207 @@
+"""`aios run` end to end on real video with the real model, and its refusals."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import cv2
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+INTRUSION = ROOT / "examples" / "pipelines" / "intrusion.json"
+
+
+def aios(
+    *args: str, cwd: Path | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run the aios CLI in a subprocess and return the completed process."""
+    return subprocess.run(
+        [sys.executable, "-m", "aios.cli", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd or ROOT,
+    )
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    """Return the JSON objects of a JSON-lines file."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]]]:
+    """Run the shipped intrusion pipeline over the whole of vtest.avi once."""
+    out = tmp_path_factory.mktemp("run1")
+    result = aios(
+        "run",
+        str(INTRUSION),
+        "--events",
+        str(out / "events.jsonl"),
+        "--annotated",
+        str(out / "annotated.mp4"),
+        "--quiet",
+    )
+    assert result.returncode == 0, result.stderr
+    return out, read_events(out / "events.jsonl")
+
+
+@pytest.mark.timeout(900)
+def test_intrusion_emits_zone_and_loitering_events_with_evidence(
+    full_run: tuple[Path, list[dict[str, Any]]],
+) -> None:
+    """The shipped pipeline emits zone-enter and loitering events with snapshots and clips."""
+    out, events = full_run
+    types = {e["event_type"] for e in events}
+    # THEN people entering the restricted area and people staying there are reported
+    assert {"zone.enter", "loitering"} <= types, types
+    enters = [e for e in events if e["event_type"] == "zone.enter"]
+    assert all(e["class_name"] == "person" and e["zone"] == "restricted area" for e in enters)
+    assert all(e["track_id"] is not None for e in enters)
+    loiters = [e for e in events if e["event_type"] == "loitering"]
+    assert all(e["dwell_seconds"] >= 4.0 for e in loiters)
+    # Each event reached the dashboard, once.
+    assert all(e["outputs"] == ["dashboard"] for e in events)
+    assert len({e["event_id"] for e in events}) == len(events)
+    # Snapshots exist and are JPEGs of the frame size; clips exist and decode.
+    for event in enters[:5] + loiters[:3]:
+        image = cv2.imread(event["snapshot"])
+        assert image is not None and image.shape[:2] == (576, 768)
+    for event in loiters:
+        clip = cv2.VideoCapture(event["clip"])
+        # 3 s before and 2 s after at 10 fps, both ends included
+        assert clip.isOpened() and int(clip.get(cv2.CAP_PROP_FRAME_COUNT)) >= 45
+    annotated = cv2.VideoCapture(str(out / "annotated.mp4"))
+    assert int(annotated.get(cv2.CAP_PROP_FRAME_COUNT)) >= 790
+    # Times are UTC, from the pipeline's recording start plus the position in the file.
+    first = events[0]
+    assert first["time"].startswith("2026-01-05T09:0") and first["time"].endswith("Z")
+
+
+@pytest.mark.timeout(900)
+def test_same_input_gives_same_events(
+    full_run: tuple[Path, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    """Running the same input twice gives the same events (ids, times, tracks, dwell)."""
+    _, events = full_run
+    # WHEN the first 300 frames run again into another folder
+    result = aios(
+        "run",
+        str(INTRUSION),
+        "--events",
+        str(tmp_path / "events.jsonl"),
+        "--max-frames",
+        "300",
+        "--quiet",
+    )
+    assert result.returncode == 0, result.stderr
+    again = read_events(tmp_path / "events.jsonl")
+
+    def comparable(e: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **e,
+            "snapshot": Path(e["snapshot"]).name if e["snapshot"] else None,
+            "clip": Path(e["clip"]).name if e["clip"] else None,
+        }
+
+    # THEN the events of those frames are identical
+    expected = [comparable(e) for e in events if e["frame_index"] < 300]
+    assert expected, "no events in the first 300 frames"
+    assert [comparable(e) for e in again] == expected
+
+
+BAD_CASES = {
+    "unknown_type": (
+        lambda d: d["nodes"][2].update(type="aios/object_detector@1"),
+        "node 'detect' type: unknown node type 'aios/object_detector@1'",
+    ),
+    "invalid_config": (
+        lambda d: d["nodes"][3]["config"].update(polygon=[[0.1, 0.1], [1.2, 0.1], [0.5, 0.5]]),
+        "node 'restricted' config.polygon.1.0: Input should be less than or equal to 1",
+    ),
+    "unknown_port": (
+        lambda d: d["edges"][2].update(sourceHandle="boxes"),
+        "'detect' (aios/object_detection@1) has no output port 'boxes'",
+    ),
+    "incompatible_ports": (
+        lambda d: d["edges"][3].update(sourceHandle="events"),
+        "output 'events' of 'restricted' carries event, but input 'detections' of "
+        "'loitering' takes detections",
+    ),
+    "cycle": (
+        lambda d: d["edges"].append(
+            {
+                "source": "restricted",
+                "sourceHandle": "inside",
+                "target": "restricted",
+                "targetHandle": "detections",
+            }
+        ),
+        "the graph has a cycle through nodes 'restricted'",
+    ),
+    "dangling_edge": (
+        lambda d: d["edges"].append(
+            {
+                "source": "loitering",
+                "sourceHandle": "events",
+                "target": "siren",
+                "targetHandle": "events",
+            }
+        ),
+        "target node 'siren' does not exist",
+    ),
+    "unreachable_output": (
+        lambda d: (
+            d["nodes"].append(
+                {
+                    "id": "zone2",
+                    "type": "aios/zone@1",
+                    "config": {"polygon": [[0, 0], [1, 0], [1, 1]]},
+                }
+            ),
+            d["edges"].__setitem__(4, {**d["edges"][4], "source": "zone2"}),
+            d["edges"].__setitem__(3, {**d["edges"][3], "source": "zone2"}),
+        ),
+        "node 'dashboard': no input node reaches this output",
+    ),
+    "no_input": (
+        lambda d: (
+            d["nodes"].pop(0),
+            d["edges"].pop(0),
+        ),
+        "the pipeline has no input node",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CASES))
+def test_bad_pipeline_is_refused_and_nothing_written(case: str, tmp_path: Path) -> None:
+    """Each kind of bad document exits non-zero with its precise message; no file is written."""
+    # GIVEN the shipped pipeline with one defect
+    doc = json.loads(INTRUSION.read_text())
+    mutate, message = BAD_CASES[case]
+    mutate(doc)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    out = tmp_path / "out"
+    # WHEN it is run
+    result = aios("run", str(bad), "--events", str(out / "events.jsonl"), "--quiet", timeout=60)
+    # THEN it is refused with the message, and nothing is written
+    assert result.returncode == 2
+    assert message in result.stderr, result.stderr
+    assert f"[{case}]" in result.stderr
+    assert not out.exists()
+
+
+def test_unreadable_document_is_refused(tmp_path: Path) -> None:
+    """A missing file or broken JSON exits non-zero with the reason."""
+    assert "cannot read" in aios("run", str(tmp_path / "none.json"), timeout=60).stderr
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"name": "x", "nodes": [')
+    result = aios("validate", str(broken), timeout=60)
+    assert result.returncode == 2 and "not valid JSON" in result.stderr
