@@ -194,17 +194,24 @@ def _install_stop(stop: Any) -> None:
 @models_app.command("fetch")
 def models_fetch_command(
     force: Annotated[bool, typer.Option("--force", help="Convert and verify again.")] = False,
+    input_size: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--input-size", help="Network input side in pixels (repeatable); default 416."
+        ),
+    ] = None,
 ) -> None:
     """Obtain, convert, verify and cache the default COCO detector (YOLOv3-tiny → ONNX)."""
     _setup_logging(False)
     from aios.vision.model_store import ModelError, fetch_default_model
 
-    try:
-        path = fetch_default_model(force=force)
-    except ModelError as err:
-        _err(f"error: {err}")
-        raise typer.Exit(EXIT_FAILED) from err
-    typer.echo(str(path))
+    for size in input_size or [416]:
+        try:
+            path = fetch_default_model(force=force, input_size=size)
+        except ModelError as err:
+            _err(f"error: {err}")
+            raise typer.Exit(EXIT_FAILED) from err
+        typer.echo(str(path))
 
 
 @assets_app.command("fetch")

