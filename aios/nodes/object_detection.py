@@ -13,6 +13,9 @@ from aios.nodes._common import class_filter_field_validator
 from aios.runtime.context import NodeContext
 from aios.vision.types import Detections, DetectionsFrame, Frame
 
+DEFAULT_FPS = 10.0
+"""Frame rate assumed for the tracker when the source does not declare one."""
+
 
 class TrackingConfig(BaseModel):
     """Multi-object tracking (ByteTrack) that gives each object a stable id."""
@@ -47,7 +50,7 @@ class TrackingConfig(BaseModel):
         description="Intersection over union (0–1) needed to match a detection to a track.",
     )
     start_confidence: float = Field(
-        default=0.4,
+        default=0.5,
         ge=0.01,
         le=1.0,
         title="Confidence to start a track",
@@ -92,7 +95,9 @@ class ObjectDetectionConfig(NodeConfig):
         le=1536,
         multiple_of=32,
         title="Input size",
-        description="Model input side in pixels (multiple of 32); default: the model's own.",
+        description="Model input side in pixels (multiple of 32). Larger finds smaller or "
+        "farther objects, at a higher cost. The default model is built at any size; an ONNX "
+        "export with a fixed size must be given its own. Default: the model's own (416).",
     )
     idle_refresh_seconds: float = Field(
         default=2.0,
@@ -140,7 +145,7 @@ class ObjectDetectionNode:
 
         self.config = config
         self.detector = Detector(
-            resolve_model_path(config.model_path),
+            resolve_model_path(config.model_path, config.input_size),
             input_size=config.input_size,
             min_confidence=config.min_confidence,
             iou_threshold=config.iou_threshold,
@@ -167,8 +172,7 @@ class ObjectDetectionNode:
         )
         self._last: Detections | None = None
         self._last_inference_pts: float | None = None
-        self._last_pts: float | None = None
-        self._fps = 10.0
+        self._fps: float | None = None
         self.inferences = 0
 
     def _should_infer(self, frame: Frame) -> bool:
@@ -179,10 +183,10 @@ class ObjectDetectionNode:
     def process(self, inputs: Mapping[str, Any]) -> Mapping[str, Any]:
         """Return this frame's (tracked) detections."""
         frame: Frame = inputs["frames"]
-        if self._last_pts is not None and frame.pts_seconds > self._last_pts:
-            # Smoothed frame rate; the tracker converts seconds to frames with it.
-            self._fps = 0.9 * self._fps + 0.1 / (frame.pts_seconds - self._last_pts)
-        self._last_pts = frame.pts_seconds
+        if self._fps is None:
+            # The tracker's motion model takes its time unit from the first frame rate it
+            # is given: the source's declared rate, else a typical camera's.
+            self._fps = frame.nominal_fps or DEFAULT_FPS
         if self._should_infer(frame):
             raw = self.detector.detect(frame.image)
             self.inferences += 1

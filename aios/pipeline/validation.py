@@ -143,6 +143,28 @@ def _pydantic_issues(
     return issues
 
 
+def _nodes_on_cycles(candidates: set[str], outgoing: dict[str, list[PipelineEdge]]) -> list[str]:
+    """Return the candidates that can reach themselves (on a cycle), sorted.
+
+    ``candidates`` are the nodes Kahn's algorithm could not order: those on cycles and
+    those downstream of one; only the former are reported.
+    """
+    on_cycle = []
+    for start in sorted(candidates):
+        stack = [e.target for e in outgoing.get(start, []) if e.target in candidates]
+        seen: set[str] = set()
+        while stack:
+            nid = stack.pop()
+            if nid == start:
+                on_cycle.append(start)
+                break
+            if nid in seen:
+                continue
+            seen.add(nid)
+            stack.extend(e.target for e in outgoing.get(nid, []) if e.target in candidates)
+    return on_cycle
+
+
 def load_document(raw: Any) -> PipelineDocument:
     """Parse raw JSON data (or a JSON string) into a document; raises :class:`PipelineInvalid`."""
     if isinstance(raw, (str, bytes)):
@@ -358,7 +380,7 @@ def validate_pipeline(raw: Any, catalog: Catalog) -> ValidatedPipeline:
             if indegree[edge.target] == 0:
                 queue.append(edge.target)
     if len(order) < len(seen_ids):
-        in_cycle = sorted(nid for nid, d in indegree.items() if d > 0)
+        in_cycle = _nodes_on_cycles({nid for nid, d in indegree.items() if d > 0}, outgoing)
         issues.append(
             ValidationIssue(
                 IssueCode.CYCLE,

@@ -205,6 +205,7 @@ class FileSource:
                             wall_time=wall,
                             source_id=self.source_id,
                             live=self.realtime,
+                            nominal_fps=self.fps,
                         )
                         index += 1
                         yielded_in_pass += 1

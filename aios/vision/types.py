@@ -33,6 +33,8 @@ class Frame:
         source_id: id of the pipeline node that produced the frame.
         live: ``True`` for cameras and real-time paced files, ``False`` for batch file reads.
         motion: ``None`` when no motion gate ran; otherwise whether the gate saw motion.
+        nominal_fps: the source's declared frame rate in frames per second (container or
+            device setting), ``None`` when unknown; actual spacing is in ``pts_seconds``.
     """
 
     image: BGRImage
@@ -42,6 +44,7 @@ class Frame:
     source_id: str
     live: bool = False
     motion: bool | None = None
+    nominal_fps: float | None = None
 
     @property
     def width(self) -> int:

@@ -64,7 +64,7 @@ def test_intrusion_emits_zone_and_loitering_events_with_evidence(
     assert all(e["class_name"] == "person" and e["zone"] == "restricted area" for e in enters)
     assert all(e["track_id"] is not None for e in enters)
     loiters = [e for e in events if e["event_type"] == "loitering"]
-    assert all(e["dwell_seconds"] >= 4.0 for e in loiters)
+    assert all(e["dwell_seconds"] >= 5.0 for e in loiters)
     # Each event reached the dashboard, once.
     assert all(e["outputs"] == ["dashboard"] for e in events)
     assert len({e["event_id"] for e in events}) == len(events)
