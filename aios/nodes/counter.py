@@ -34,7 +34,15 @@ class CounterConfig(NodeConfig):
     emit_on_change: bool = Field(
         default=True,
         title="Event on change",
-        description="Emit a count.changed event whenever a count changes.",
+        description="Emit a count.changed event when a count changes.",
+    )
+    min_interval_seconds: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=3600.0,
+        title="At most every",
+        description="Seconds between two count.changed events; changes in between are "
+        "reported together, with the latest counts, once the interval has passed.",
     )
 
     @field_validator("classes")
@@ -93,6 +101,8 @@ class CounterNode:
         self.classes = set(config.classes) or None
         self.occupancy = OccupancyCounter(self.classes)
         self.totals: dict[str, Tally[str]] = {"in": Tally(), "out": Tally()}
+        self._pending = False
+        self._last_emit: float | None = None
 
     def process(self, inputs: Mapping[str, Any]) -> Mapping[str, Any]:
         """Return a count.changed event and the counts when anything changed."""
@@ -113,8 +123,22 @@ class CounterNode:
                 self.totals[event.direction][name] += 1
                 changed = True
                 last_crossing = event
-        if not changed:
+        if frame is None and last_crossing is None:
+            return {}  # nothing this call to date an event with
+        now = frame.pts_seconds if frame is not None else None
+        if now is None and last_crossing is not None:
+            now = last_crossing.media_time_seconds
+        if changed:
+            self._pending = True
+        due = self._pending and (
+            self._last_emit is None
+            or now is None
+            or now - self._last_emit >= self.config.min_interval_seconds
+        )
+        if not due:
             return {}
+        self._pending = False
+        self._last_emit = now
         counts: dict[str, Any] = {
             "counter": self.config.name,
             "occupancy": self.occupancy.counts if value is not None else None,
