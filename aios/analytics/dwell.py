@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from aios.analytics.clock import check_pts
 from aios.vision.types import Detections
 
 TIME_EPS = 1e-9
@@ -152,13 +153,7 @@ class DwellTracker:
                 ``pts_seconds`` is not finite or went backwards (call :meth:`reset` when the
                 source restarts).
         """
-        if not math.isfinite(pts_seconds):
-            raise ValueError(f"pts_seconds must be finite, got {pts_seconds}")
-        if self._last_pts is not None and pts_seconds < self._last_pts:
-            raise ValueError(
-                f"pts_seconds went backwards ({self._last_pts} -> {pts_seconds}); "
-                "call reset() when the source restarts"
-            )
+        check_pts(pts_seconds, self._last_pts)
         if dets.tracker_id is None:
             raise ValueError("dwell needs tracked detections (tracker_id is None)")
         now = float(pts_seconds)

@@ -10,6 +10,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from aios.analytics.clock import check_pts
 from aios.analytics.geometry import (
     Anchor,
     PointLike,
@@ -182,13 +183,7 @@ class LineCrossingCounter:
                 ``pts_seconds`` is not finite or went backwards (call :meth:`reset` when the
                 source restarts), or invalid frame size.
         """
-        if not math.isfinite(pts_seconds):
-            raise ValueError(f"pts_seconds must be finite, got {pts_seconds}")
-        if self._last_pts is not None and pts_seconds < self._last_pts:
-            raise ValueError(
-                f"pts_seconds went backwards ({self._last_pts} -> {pts_seconds}); "
-                "call reset() when the source restarts"
-            )
+        check_pts(pts_seconds, self._last_pts)
         if dets.tracker_id is None:
             raise ValueError("line crossing needs tracked detections (tracker_id is None)")
         now = float(pts_seconds)

@@ -15,6 +15,7 @@ import supervision as sv
 from numpy.typing import NDArray
 from trackers import ByteTrackTracker
 
+from aios.analytics.clock import check_pts
 from aios.vision.types import Detections
 
 _LIBRARY_FPS = 30.0
@@ -150,13 +151,7 @@ class ObjectTracker:
             ValueError: ``pts_seconds`` is not finite or is earlier than the previous call's
                 (call :meth:`reset` when a source restarts), or ``fps`` is not positive.
         """
-        if not math.isfinite(pts_seconds):
-            raise ValueError(f"pts_seconds must be finite, got {pts_seconds}")
-        if self._last_pts is not None and pts_seconds < self._last_pts:
-            raise ValueError(
-                f"pts_seconds went backwards ({self._last_pts} -> {pts_seconds}); "
-                "call reset() when the source restarts"
-            )
+        check_pts(pts_seconds, self._last_pts)
         if self._tracker is None:
             if not (math.isfinite(fps) and fps > 0):
                 raise ValueError(f"fps must be a positive number, got {fps}")

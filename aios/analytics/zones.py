@@ -10,6 +10,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from aios.analytics.clock import check_pts
 from aios.analytics.counting import OccupancyCounter
 from aios.analytics.dwell import TIME_EPS
 from aios.analytics.geometry import Anchor, anchor_points, points_in_polygon, validate_polygon
@@ -211,7 +212,7 @@ class ZoneTracker:
             ValueError: ``pts_seconds`` is not finite or went backwards (call :meth:`reset`
                 when the source restarts), or invalid frame size.
         """
-        now = _check_pts(pts_seconds, self._last_pts)
+        now = check_pts(pts_seconds, self._last_pts)
         self._last_pts = now
         mask = self.contains(dets, frame_w, frame_h)
         ids = dets.tracker_id
@@ -276,14 +277,3 @@ class ZoneTracker:
             occupancy=occupancy.counts,
             occupancy_changed=occupancy.changed,
         )
-
-
-def _check_pts(pts_seconds: float, last: float | None) -> float:
-    if not math.isfinite(pts_seconds):
-        raise ValueError(f"pts_seconds must be finite, got {pts_seconds}")
-    if last is not None and pts_seconds < last:
-        raise ValueError(
-            f"pts_seconds went backwards ({last} -> {pts_seconds}); "
-            "call reset() when the source restarts"
-        )
-    return float(pts_seconds)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from aios.catalog.base import PortKind, PortSpec
 
@@ -67,20 +67,17 @@ def class_filter_field_validator(classes: list[str]) -> list[str]:
     return seen
 
 
-class ClassFilterMixin(BaseModel):
-    """Adds a normalised ``classes`` filter (empty: all classes)."""
-
-    classes: list[str] = Field(
+ClassList = Annotated[
+    list[str],
+    Field(
         default_factory=list,
         title="Classes",
-        description="Only these class names (e.g. 'person', 'car'); empty means every class.",
+        description="Only these class names count (e.g. 'person', 'car'); empty means every class.",
         max_length=100,
-    )
-
-    @field_validator("classes")
-    @classmethod
-    def _normalise_classes(cls, value: list[str]) -> list[str]:
-        return class_filter_field_validator(value)
+    ),
+    AfterValidator(class_filter_field_validator),
+]
+"""A class-name filter: stripped, lower-cased, without duplicates; empty means all."""
 
 
 FRAMES_OUT = PortSpec(name="frames", kind=PortKind.FRAMES, title="Frames")

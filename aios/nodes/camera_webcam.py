@@ -7,7 +7,7 @@ from pydantic import Field
 from aios.catalog.base import Category, NodeConfig, NodeManifest, NodeType, Tier
 from aios.nodes._common import FRAMES_OUT
 from aios.runtime.context import NodeContext
-from aios.runtime.nodes import FrameSource
+from aios.vision.types import FrameSource
 
 
 class WebcamConfig(NodeConfig):

@@ -6,10 +6,10 @@ from collections import Counter as Tally
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from aios.catalog.base import Category, NodeConfig, NodeManifest, NodeType, PortKind, PortSpec, Tier
-from aios.nodes._common import EVENTS_OUT, class_filter_field_validator
+from aios.nodes._common import EVENTS_OUT, ClassList
 from aios.runtime.context import NodeContext
 from aios.runtime.events import StreamEvent
 from aios.vision.types import DetectionsFrame, Frame
@@ -25,12 +25,7 @@ class CounterConfig(NodeConfig):
         title="Counter name",
         description="Shown in events and on the dashboard.",
     )
-    classes: list[str] = Field(
-        default_factory=list,
-        title="Classes",
-        description="Only these class names are counted; empty means every class.",
-        max_length=100,
-    )
+    classes: ClassList
     emit_on_change: bool = Field(
         default=True,
         title="Event on change",
@@ -44,11 +39,6 @@ class CounterConfig(NodeConfig):
         description="Seconds between two count.changed events; changes in between are "
         "reported together, with the latest counts, once the interval has passed.",
     )
-
-    @field_validator("classes")
-    @classmethod
-    def _normalise_classes(cls, value: list[str]) -> list[str]:
-        return class_filter_field_validator(value)
 
 
 MANIFEST = NodeManifest(

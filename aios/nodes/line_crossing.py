@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from aios.catalog.base import Category, NodeConfig, NodeManifest, NodeType, PortKind, PortSpec, Tier
 from aios.nodes._common import (
@@ -13,9 +13,9 @@ from aios.nodes._common import (
     DETECTIONS_IN,
     EVENTS_OUT,
     AnchorName,
+    ClassList,
     EvidenceConfig,
     NormalizedPoint,
-    class_filter_field_validator,
 )
 from aios.runtime.context import NodeContext
 from aios.runtime.events import StreamEvent
@@ -51,18 +51,8 @@ class LineCrossingConfig(NodeConfig):
     directions: Literal["both", "in", "out"] = Field(
         default="both", title="Directions", description="Which crossings emit events."
     )
-    classes: list[str] = Field(
-        default_factory=list,
-        title="Classes",
-        description="Only these class names count; empty means every class.",
-        max_length=100,
-    )
+    classes: ClassList
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig, title="Evidence")
-
-    @field_validator("classes")
-    @classmethod
-    def _normalise_classes(cls, value: list[str]) -> list[str]:
-        return class_filter_field_validator(value)
 
     @model_validator(mode="after")
     def _line_has_length(self) -> Self:
@@ -117,11 +107,7 @@ class LineCrossingNode:
         if not crossings:
             return {}
         totals = {"in": dict(self.counter.in_count), "out": dict(self.counter.out_count)}
-        track_index = (
-            {int(t): i for i, t in enumerate(dets.tracker_id)}
-            if dets.tracker_id is not None
-            else {}
-        )
+        track_index = dets.track_indices()
         events: list[StreamEvent] = []
         for c in crossings:
             if self.config.directions not in ("both", c.direction):

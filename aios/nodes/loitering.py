@@ -68,11 +68,7 @@ class LoiteringNode:
         if not alerts:
             return {}
         zone = value.regions[-1] if value.regions else None
-        track_index = (
-            {int(t): i for i, t in enumerate(dets.tracker_id)}
-            if dets.tracker_id is not None
-            else {}
-        )
+        track_index = dets.track_indices()
         events: list[StreamEvent] = []
         for alert in alerts:
             index = track_index.get(alert.track_id)

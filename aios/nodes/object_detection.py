@@ -6,10 +6,10 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from aios.catalog.base import Category, NodeConfig, NodeManifest, NodeType, PortKind, PortSpec, Tier
-from aios.nodes._common import class_filter_field_validator
+from aios.nodes._common import ClassList
 from aios.runtime.context import NodeContext
 from aios.vision.types import Detections, DetectionsFrame, Frame
 
@@ -68,12 +68,7 @@ class ObjectDetectionConfig(NodeConfig):
         description="ONNX model (YOLOv8/YOLO11 export or the default YOLOv3-tiny COCO). "
         "Default: $YOLO_MODEL_PATH, else the bundled default model.",
     )
-    classes: list[str] = Field(
-        default_factory=list,
-        title="Classes",
-        description="Only these class names (e.g. 'person', 'car'); empty means every class.",
-        max_length=100,
-    )
+    classes: ClassList
     min_confidence: float = Field(
         default=0.35,
         ge=0.01,
@@ -108,11 +103,6 @@ class ObjectDetectionConfig(NodeConfig):
         "the model still runs at least this often, in seconds.",
     )
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, title="Tracking")
-
-    @field_validator("classes")
-    @classmethod
-    def _normalise_classes(cls, value: list[str]) -> list[str]:
-        return class_filter_field_validator(value)
 
 
 MANIFEST = NodeManifest(

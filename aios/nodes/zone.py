@@ -13,9 +13,9 @@ from aios.nodes._common import (
     DETECTIONS_IN,
     EVENTS_OUT,
     AnchorName,
+    ClassList,
     EvidenceConfig,
     NormalizedPoint,
-    class_filter_field_validator,
 )
 from aios.runtime.context import NodeContext
 from aios.runtime.events import StreamEvent
@@ -42,12 +42,7 @@ class ZoneConfig(NodeConfig):
     anchor: AnchorName = Field(
         default="bottom_center", title="Anchor point", description=ANCHOR_FIELD_DESCRIPTION
     )
-    classes: list[str] = Field(
-        default_factory=list,
-        title="Classes",
-        description="Only these class names count; empty means every class.",
-        max_length=100,
-    )
+    classes: ClassList
     exit_grace_seconds: float = Field(
         default=0.5,
         ge=0.0,
@@ -74,11 +69,6 @@ class ZoneConfig(NodeConfig):
 
         validate_polygon(value)
         return value
-
-    @field_validator("classes")
-    @classmethod
-    def _normalise_classes(cls, value: list[str]) -> list[str]:
-        return class_filter_field_validator(value)
 
 
 MANIFEST = NodeManifest(
@@ -124,11 +114,7 @@ class ZoneNode:
         frame, dets = value.frame, value.detections
         update = self.zone.update(dets, frame.width, frame.height, frame.pts_seconds)
         events: list[StreamEvent] = []
-        track_index = (
-            {int(t): i for i, t in enumerate(dets.tracker_id)}
-            if dets.tracker_id is not None
-            else {}
-        )
+        track_index = dets.track_indices()
         transitions = [("zone.enter", t) for t in update.entered] if self.config.emit_enter else []
         if self.config.emit_exit:
             transitions += [("zone.exit", t) for t in update.exited]

@@ -16,29 +16,11 @@ Port values by kind: ``frames`` → :class:`~aios.vision.types.Frame`; ``detecti
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from aios.runtime.events import StreamEvent
-from aios.vision.types import BGRImage, Frame
-
-
-@runtime_checkable
-class FrameSource(Protocol):
-    """A running source of frames."""
-
-    @property
-    def live(self) -> bool:
-        """Whether frames come in real time (stale ones may be dropped)."""
-        ...
-
-    def frames(self) -> Iterator[Frame]:
-        """Yield frames until the source ends or is stopped."""
-        ...
-
-    def stop(self) -> None:
-        """Stop producing frames; safe to call at any time, from any thread."""
-        ...
+from aios.vision.types import BGRImage, FrameSource
 
 
 @runtime_checkable

@@ -21,13 +21,12 @@ from aios.runtime.context import Evidence, NodeContext, NoEvidence
 from aios.runtime.events import EventSink, StreamEvent
 from aios.runtime.nodes import (
     Closeable,
-    FrameSource,
     Overlay,
     ProcessorNode,
     SinkNode,
     SourceNode,
 )
-from aios.vision.types import DetectionsFrame, Frame
+from aios.vision.types import DetectionsFrame, Frame, FrameSource
 
 log = logging.getLogger(__name__)
 

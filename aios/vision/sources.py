@@ -33,13 +33,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import av
 import cv2
 import numpy as np
 
-from aios.vision.types import Frame
+from aios.vision.types import Frame, FrameSource
 
 logger = logging.getLogger(__name__)
 
@@ -55,24 +55,6 @@ class SourceError(RuntimeError):
 
 class RtspAuthError(SourceError):
     """The RTSP server refused the credentials (401); retrying would not help."""
-
-
-@runtime_checkable
-class FrameSource(Protocol):
-    """What every frame source provides."""
-
-    @property
-    def live(self) -> bool:
-        """``True`` when frames arrive at the pace of the world (cameras, paced files)."""
-        ...
-
-    def frames(self) -> Iterator[Frame]:
-        """Yield frames until the source ends, fails (:class:`SourceError`) or is stopped."""
-        ...
-
-    def stop(self) -> None:
-        """Ask the source to end; safe from any thread, at any time, more than once."""
-        ...
 
 
 def _utc_now() -> datetime:

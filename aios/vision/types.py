@@ -7,8 +7,10 @@ changes something returns a new value (``dataclasses.replace``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -98,6 +100,12 @@ class Detections:
         cid = int(self.class_id[i])
         return self.class_names[cid] if 0 <= cid < len(self.class_names) else f"class_{cid}"
 
+    def track_indices(self) -> dict[int, int]:
+        """Return ``{track id: row}`` (empty when untracked)."""
+        if self.tracker_id is None:
+            return {}
+        return {int(t): i for i, t in enumerate(self.tracker_id)}
+
     def select(self, mask: NDArray[np.bool_]) -> Detections:
         """Return the detections where ``mask`` (shape ``(N,)``) is true."""
         return Detections(
@@ -123,3 +131,21 @@ class DetectionsFrame:
     frame: Frame
     detections: Detections
     regions: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class FrameSource(Protocol):
+    """What every frame source provides."""
+
+    @property
+    def live(self) -> bool:
+        """``True`` when frames arrive at the pace of the world (cameras, paced files)."""
+        ...
+
+    def frames(self) -> Iterator[Frame]:
+        """Yield frames until the source ends, fails (``SourceError``) or is stopped."""
+        ...
+
+    def stop(self) -> None:
+        """Ask the source to end; safe from any thread, at any time, more than once."""
+        ...

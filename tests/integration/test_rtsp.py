@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from pipeline_builders import detect_zone_dashboard_edges
 
 from aios.vision.sources import (
     LatestFrameReader,
@@ -373,3 +374,106 @@ def test_unused_port_retries_with_backoff_and_stops(caplog: pytest.LogCaptureFix
     assert source.health().reconnect_count == 3
     assert caplog.text.count("reconnecting in") == 3
     _assert_no_secret(caplog.text, PASSWORD)
+
+
+def _rtsp_pipeline(port: int) -> dict[str, object]:
+    """A camera.rtsp → detection → zone → dashboard pipeline on the test server."""
+    return {
+        "name": "rtsp pipeline",
+        "nodes": [
+            {
+                "id": "cam",
+                "type": "aios/camera.rtsp@1",
+                "config": {
+                    "host": "127.0.0.1",
+                    "port": port,
+                    "path": "/stream",
+                    "username": USER,
+                    "password": PASSWORD,
+                    "open_timeout_seconds": 2.0,
+                    "stall_timeout_seconds": 1.5,
+                    "reconnect_initial_seconds": 0.2,
+                    "reconnect_max_seconds": 1.0,
+                },
+            },
+            {"id": "detect", "type": "aios/object_detection@1", "config": {}},
+            {"id": "zone", "type": "aios/zone@1", "config": {"polygon": [[0, 0], [1, 0], [1, 1]]}},
+            {"id": "dash", "type": "aios/dashboard@1", "config": {}},
+        ],
+        "edges": detect_zone_dashboard_edges("cam", "detect", "zone", "dash"),
+    }
+
+
+class _PipelineRun:
+    """A StreamRunner running in a thread, counting processed frames."""
+
+    def __init__(self, doc: dict[str, object]) -> None:
+        from aios.nodes import CATALOG
+        from aios.pipeline.validation import validate_pipeline
+        from aios.runtime.events import MemorySink
+        from aios.runtime.stream import StreamRunner
+
+        self.frames = 0
+        self.error: BaseException | None = None
+        self.runner = StreamRunner(
+            validate_pipeline(doc, CATALOG), MemorySink(), on_progress=self._count
+        )
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _count(self, _source_id: str, _frame: object) -> None:
+        self.frames += 1
+
+    def _run(self) -> None:
+        try:
+            self.runner.run()
+        except BaseException as err:
+            self.error = err
+
+
+@pytest.mark.timeout(180)
+def test_pipeline_survives_a_frozen_camera_and_stops_promptly(
+    server: RtspServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A whole pipeline keeps running through a camera outage and resumes after it."""
+    caplog.set_level(logging.DEBUG)
+    # GIVEN a pipeline processing frames from the camera
+    run = _PipelineRun(_rtsp_pipeline(server.port))
+    try:
+        assert wait_until(lambda: run.frames >= 5, 60), run.error
+        # WHEN the camera freezes for longer than the watchdog
+        server.pause()
+        time.sleep(4.0)
+        stalled_at = run.frames
+        # THEN the pipeline is still alive (not crashed, not stuck) ...
+        assert run.thread.is_alive() and run.error is None
+        server.resume()
+        # ... AND frames flow through it again once the camera is back
+        assert wait_until(lambda: run.frames >= stalled_at + 5, 60), run.error
+    finally:
+        server.resume()
+        started = time.monotonic()
+        run.runner.stop()
+        run.thread.join(15)
+    # AND stopping it takes bounded time
+    assert not run.thread.is_alive()
+    assert time.monotonic() - started < 15
+    assert run.error is None
+    _assert_no_secret(caplog.text, PASSWORD)
+
+
+@pytest.mark.timeout(60)
+def test_pipeline_on_a_camera_that_never_answers_can_be_stopped(silent_port: int) -> None:
+    """A pipeline whose camera never connected stops within bounded time."""
+    # GIVEN a pipeline waiting on a camera that accepts but never replies
+    run = _PipelineRun(_rtsp_pipeline(silent_port))
+    time.sleep(1.5)
+    assert run.frames == 0 and run.thread.is_alive()
+    # WHEN it is stopped
+    started = time.monotonic()
+    run.runner.stop()
+    run.thread.join(10)
+    # THEN it ends promptly, without error
+    assert not run.thread.is_alive()
+    assert time.monotonic() - started < 10
+    assert run.error is None

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pipeline_builders import detect_zone_dashboard_edges
 
 from aios.nodes import CATALOG
 from aios.pipeline.validation import IssueCode, PipelineInvalid, validate_pipeline
@@ -30,21 +31,7 @@ def base_doc() -> dict[str, Any]:
             },
             {"id": "dash", "type": "aios/dashboard@1", "config": {}},
         ],
-        "edges": [
-            {"source": "cam", "sourceHandle": "frames", "target": "det", "targetHandle": "frames"},
-            {
-                "source": "det",
-                "sourceHandle": "detections",
-                "target": "zone",
-                "targetHandle": "detections",
-            },
-            {
-                "source": "zone",
-                "sourceHandle": "events",
-                "target": "dash",
-                "targetHandle": "events",
-            },
-        ],
+        "edges": detect_zone_dashboard_edges("cam", "det", "zone", "dash"),
     }
 
 
