@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -28,6 +29,10 @@ app.add_typer(pipeline_app, name="pipeline")
 
 EXIT_INVALID = 2
 EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report an interrupted command
+
+# OpenCV's own logging (device probing warnings) is noise next to ours.
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -43,12 +48,46 @@ def _err(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def _read_json(path: Path) -> Any:
+class _UnreadableError(Exception):
+    """The pipeline file cannot be read as text."""
+
+
+def _read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except OSError as err:
-        _err(f"error: cannot read {path}: {err.strerror}")
+        raise _UnreadableError(f"cannot read {path}: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise _UnreadableError(
+            f"cannot read {path}: not UTF-8 text (byte {err.start}); save the pipeline as "
+            "UTF-8 JSON"
+        ) from err
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return _read_text(path)
+    except _UnreadableError as err:
+        _err(f"error: {err}")
         raise typer.Exit(EXIT_INVALID) from err
+
+
+def _check_output(path: Path | None, what: str, *, folder: bool = False) -> None:
+    """Exit with a clear message unless ``path`` can be written (checked before running)."""
+    if path is None:
+        return
+    problem = (path.exists() and not path.is_dir()) if folder else path.is_dir()
+    if problem:
+        kind = "a folder" if folder else "a file"
+        _err(f"error: {what} {path} must be {kind}")
+        raise typer.Exit(EXIT_INVALID)
+    parent = path if folder else path.parent
+    existing = parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        _err(f"error: cannot write {what} {path}: {existing} is not a writable folder")
+        raise typer.Exit(EXIT_INVALID)
 
 
 @app.command("nodes")
@@ -103,7 +142,14 @@ def validate_command(
     from aios.nodes import CATALOG
     from aios.pipeline.validation import PipelineInvalid, validate_pipeline
 
-    if not as_json:
+    if as_json:
+        try:
+            raw = _read_text(pipeline)
+        except _UnreadableError as err:
+            issue = {"code": "invalid_document", "message": str(err), "location": "document"}
+            typer.echo(json.dumps({"valid": False, "issues": [issue]}))
+            raise typer.Exit(EXIT_INVALID) from err
+    else:
         validated = _validate_or_exit(pipeline)
         typer.echo(
             f"{pipeline}: valid ({len(validated.nodes)} nodes, "
@@ -111,7 +157,7 @@ def validate_command(
         )
         return
     try:
-        validate_pipeline(_read_json(pipeline), CATALOG)
+        validate_pipeline(raw, CATALOG)
     except PipelineInvalid as err:
         typer.echo(json.dumps({"valid": False, "issues": [i.to_dict() for i in err.issues]}))
         raise typer.Exit(EXIT_INVALID) from err
@@ -164,6 +210,9 @@ def run_command(  # noqa: PLR0917 - typer options
         except SourceOverrideError as err:
             _err(f"error: {err}")
             raise typer.Exit(EXIT_INVALID) from err
+    _check_output(events, "events file")
+    _check_output(annotated, "annotated video")
+    _check_output(media_dir, "media folder", folder=True)
     options = BatchOptions(
         events_path=events,
         media_dir=media_dir,
@@ -172,7 +221,7 @@ def run_command(  # noqa: PLR0917 - typer options
         progress=not quiet,
     )
     try:
-        summary, _runner = run_batch(validated, options, install_stop=_install_stop)
+        summary, runner = run_batch(validated, options, install_stop=_install_stop)
     except RunError as err:
         _err(f"error: {err}")
         raise typer.Exit(EXIT_FAILED) from err
@@ -180,6 +229,8 @@ def run_command(  # noqa: PLR0917 - typer options
         f"{summary.frames} frames, {summary.events_written} events in "
         f"{summary.wall_seconds:.1f} s" + (f" → {events}" if events else "")
     )
+    if runner.stopping.is_set():
+        raise typer.Exit(EXIT_INTERRUPTED)
 
 
 def _install_stop(stop: Any) -> None:

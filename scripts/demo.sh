@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+rm -rf out/events.jsonl out/media out/intrusion.mp4
 mkdir -p out
 .venv/bin/aios run examples/pipelines/intrusion.json \
   --events out/events.jsonl --annotated out/intrusion.mp4 "$@"

@@ -21,7 +21,8 @@ apt_update_once() {
 }
 
 # Demo video and test photos come from Debian packages (apt-get download needs package lists).
-if ! apt-cache policy opencv-doc 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+policy=$(apt-cache policy opencv-doc darknet 2>/dev/null || true)
+if [[ $(grep -c 'Candidate: [0-9]' <<<"$policy") -lt 2 ]]; then
   apt_update_once
 fi
 
@@ -41,16 +42,28 @@ if [[ $DEV -eq 1 ]]; then
   fi
 fi
 
-if ! command -v uv >/dev/null 2>&1; then
-  log "Installing uv (the Python package manager that reads uv.lock)"
-  python3 -m pip install --quiet --disable-pip-version-check uv
+# uv reads uv.lock. Use the one on PATH, else install it into a private tool environment
+# (a system Python may refuse pip installs: PEP 668).
+UV=$(command -v uv || true)
+if [[ -z "$UV" ]]; then
+  UV=.tools/uv/bin/uv
+  if [[ ! -x "$UV" ]]; then
+    log "Installing uv (the Python package manager that reads uv.lock) into .tools/uv"
+    if ! python3 -m venv .tools/uv >/dev/null 2>&1; then
+      rm -rf .tools/uv
+      apt_update_once
+      as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+      python3 -m venv .tools/uv
+    fi
+    .tools/uv/bin/python -m pip install --quiet --disable-pip-version-check uv
+  fi
 fi
 
 export UV_PYTHON_DOWNLOADS=never
 EXTRAS=(--extra vision)
 [[ $DEV -eq 1 ]] && EXTRAS+=(--extra dev)
 log "Creating .venv from uv.lock"
-uv sync --frozen --quiet "${EXTRAS[@]}"
+"$UV" sync --frozen --quiet "${EXTRAS[@]}"
 
 log "Fetching the default detection model and the demo assets"
 .venv/bin/aios models fetch >/dev/null

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Self
 
 from pydantic import Field, SecretStr, model_validator
@@ -61,11 +62,21 @@ class RtspCameraConfig(NodeConfig):
     reconnect_max_seconds: float = Field(
         default=30.0, gt=0, le=600, title="Longest retry interval", description="Seconds."
     )
+    max_reconnect_attempts: int | None = Field(
+        default=None,
+        ge=0,
+        le=1_000_000,
+        title="Give up after",
+        description="Consecutive failed connection attempts before the source fails; "
+        "empty: keep retrying until stopped (a camera that comes back is picked up).",
+    )
 
     @model_validator(mode="after")
     def _url_or_host(self) -> Self:
         if (self.url is None) == (self.host is None):
             raise ValueError("give either 'url' or 'host', not both and not neither")
+        if self.url is not None and not urllib.parse.urlsplit(self.url).hostname:
+            raise ValueError("'url' has no host: write rtsp://host[:port]/path")
         if self.url is not None and (self.username or self.password):
             raise ValueError(
                 "credentials go either inside 'url' or in 'username'/'password' with 'host'"
@@ -112,6 +123,7 @@ class RtspCameraNode:
                 stall_timeout_seconds=c.stall_timeout_seconds,
                 reconnect_initial_seconds=c.reconnect_initial_seconds,
                 reconnect_max_seconds=c.reconnect_max_seconds,
+                max_reconnect_attempts=c.max_reconnect_attempts,
                 source_id=self.ctx.node_id,
             )
         )

@@ -42,13 +42,19 @@ class IssueCode(StrEnum):
 
 @dataclass(frozen=True)
 class ValidationIssue:
-    """One problem, located by node id or edge, and by field path inside it."""
+    """One problem, located by node id or edge, and by field path inside it.
+
+    ``edge`` is a readable description of the edge; ``edge_index`` (position in the
+    document's ``edges``) and ``edge_id`` identify it for an editor.
+    """
 
     code: IssueCode
     message: str
     node_id: str | None = None
     edge: str | None = None
     path: tuple[str | int, ...] = ()
+    edge_index: int | None = None
+    edge_id: str | None = None
 
     @property
     def location(self) -> str:
@@ -72,6 +78,8 @@ class ValidationIssue:
             "message": self.message,
             "node_id": self.node_id,
             "edge": self.edge,
+            "edge_index": self.edge_index,
+            "edge_id": self.edge_id,
             "path": list(self.path),
             "location": self.location,
         }
@@ -268,6 +276,8 @@ def validate_pipeline(raw: Any, catalog: Catalog) -> ValidatedPipeline:
                         f"{role} node '{nid}' does not exist; connect the edge to an existing "
                         "node or delete it",
                         edge=label,
+                        edge_index=index,
+                        edge_id=edge.id,
                         path=(role,),
                     )
                 )
@@ -288,6 +298,8 @@ def validate_pipeline(raw: Any, catalog: Catalog) -> ValidatedPipeline:
                     f"'{edge.source}' ({src.node.type}) has no output port "
                     f"'{edge.source_handle}'; its outputs are: {', '.join(names)}",
                     edge=label,
+                    edge_index=index,
+                    edge_id=edge.id,
                     path=("sourceHandle",),
                 )
             )
@@ -299,6 +311,8 @@ def validate_pipeline(raw: Any, catalog: Catalog) -> ValidatedPipeline:
                     f"'{edge.target}' ({dst.node.type}) has no input port "
                     f"'{edge.target_handle}'; its inputs are: {', '.join(names)}",
                     edge=label,
+                    edge_index=index,
+                    edge_id=edge.id,
                     path=("targetHandle",),
                 )
             )
@@ -312,6 +326,8 @@ def validate_pipeline(raw: Any, catalog: Catalog) -> ValidatedPipeline:
                     f"{out_port.kind.value}, but input '{edge.target_handle}' of "
                     f"'{edge.target}' takes {in_port.kind.value}",
                     edge=label,
+                    edge_index=index,
+                    edge_id=edge.id,
                 )
             )
             continue
@@ -319,7 +335,11 @@ def validate_pipeline(raw: Any, catalog: Catalog) -> ValidatedPipeline:
         if key in edge_keys:
             issues.append(
                 ValidationIssue(
-                    IssueCode.DUPLICATE_EDGE, "the same connection appears twice", edge=label
+                    IssueCode.DUPLICATE_EDGE,
+                    "the same connection appears twice",
+                    edge=label,
+                    edge_index=index,
+                    edge_id=edge.id,
                 )
             )
             continue
@@ -333,6 +353,8 @@ def validate_pipeline(raw: Any, catalog: Catalog) -> ValidatedPipeline:
                     "edge or add another node",
                     node_id=edge.target,
                     edge=label,
+                    edge_index=index,
+                    edge_id=edge.id,
                 )
             )
         good_edges.append(edge)
@@ -386,7 +408,7 @@ def validate_pipeline(raw: Any, catalog: Catalog) -> ValidatedPipeline:
                 IssueCode.CYCLE,
                 "the graph has a cycle through nodes "
                 + ", ".join(f"'{n}'" for n in in_cycle)
-                + "; pipelines must be acyclic (use a loop node to iterate)",
+                + "; pipelines must be acyclic: remove one of the edges between them",
             )
         )
 

@@ -34,7 +34,7 @@ class BatchOptions:
     Attributes:
         events_path: JSON-lines file for events (``None``: standard output).
         media_dir: folder for snapshots and clips (``None``: ``media/`` beside the events
-            file, or ``./media`` when events go to standard output).
+            file, or ``./out/media`` when events go to standard output).
         annotated_path: MP4 with boxes, zones and lines drawn (``None``: none).
         max_frames: stop each source after this many frames.
         progress: show a progress bar on standard error.
@@ -72,7 +72,13 @@ def override_source(pipeline: ValidatedPipeline, source: str) -> ValidatedPipeli
         )
     old = inputs[0].node
     config: dict[str, Any]
-    if re.match(r"^rtsps?://", source):
+    scheme = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://", source)
+    if scheme and scheme.group(1).lower() not in ("rtsp", "rtsps"):
+        raise SourceOverrideError(
+            f"--source {source}: unsupported scheme '{scheme.group(1)}'; give a video file "
+            "path, an rtsp:// URL or a webcam index"
+        )
+    if scheme:
         new_type, config = "aios/camera.rtsp@1", {"url": source}
     elif source.isdigit():
         new_type, config = "aios/camera.webcam@1", {"device_index": int(source)}
@@ -148,7 +154,7 @@ class _Annotator:
     def close(self) -> None:
         from aios.vision.annotate import VideoWriter
 
-        if self.writer is None and self._first is not None:
+        if self.writer is None and self._first is not None and self.path.parent.is_dir():
             image, pts = self._first
             height, width = image.shape[:2]
             self.writer = VideoWriter(self.path, fps=10.0, width=width, height=height)
@@ -167,22 +173,53 @@ def _clip_buffer_seconds(pipeline: ValidatedPipeline, source_id: str) -> float:
     return longest
 
 
+class _Progress:
+    """A progress bar on standard error (terminals only), created at the first frame so it
+    knows the total of a batch file and does not mix with start-up errors."""
+
+    def __init__(self, max_frames: int | None) -> None:
+        self.max_frames = max_frames
+        self.runner: StreamRunner | None = None
+        self.bar: Any = None
+
+    def _total(self) -> int | None:
+        if self.runner is None or len(self.runner.workers) != 1:
+            return None
+        source = self.runner.workers[0].frame_source
+        count = getattr(source, "frame_count", None)
+        if not isinstance(count, int) or count <= 0 or getattr(source, "loop", False):
+            return self.max_frames
+        return min(count, self.max_frames) if self.max_frames else count
+
+    def __call__(self, _source_id: str, _frame: Frame) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=self._total(),
+                unit="frame",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                mininterval=0.5,
+                disable=None,  # only on a terminal
+            )
+        self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 @contextlib.contextmanager
-def _progress(enabled: bool) -> Iterator[Callable[[str, Frame], None] | None]:
+def _progress(enabled: bool, max_frames: int | None) -> Iterator[_Progress | None]:
     if not enabled:
         yield None
         return
-    from tqdm import tqdm
-
-    bar = tqdm(unit="frame", file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
-
-    def advance(_source_id: str, _frame: Frame) -> None:
-        bar.update(1)
-
+    progress = _Progress(max_frames)
     try:
-        yield advance
+        yield progress
     finally:
-        bar.close()
+        progress.close()
 
 
 def run_batch(
@@ -209,7 +246,7 @@ def run_batch(
             else JsonLinesSink(sys.stdout)
         )
     media_dir = options.media_dir or (
-        options.events_path.parent / "media" if options.events_path else Path("media")
+        options.events_path.parent / "media" if options.events_path else Path("out", "media")
     )
     recorders: list[EvidenceRecorder] = []
 
@@ -235,7 +272,7 @@ def run_batch(
             annotator(source_id, frame, values, overlays)
 
     try:
-        with _progress(options.progress) as progress:
+        with _progress(options.progress, options.max_frames) as progress:
             runner = StreamRunner(
                 pipeline,
                 sink,
@@ -244,6 +281,8 @@ def run_batch(
                 on_progress=progress,
                 max_frames=options.max_frames,
             )
+            if progress is not None:
+                progress.runner = runner
             if install_stop is not None:
                 install_stop(runner.stop)
             summary = runner.run()

@@ -74,25 +74,34 @@ class EventSink(Protocol):
 
 
 class JsonLinesSink:
-    """Writes one JSON object per line; thread-safe; flushed after each event."""
+    """Writes one JSON object per line; thread-safe; flushed after each event.
 
-    def __init__(self, stream: IO[str], *, owns: bool = False) -> None:
-        """Write to ``stream``; close it on :meth:`close` only if ``owns``."""
+    A sink opened on a path creates (truncates) the file only when the first event
+    arrives, so a run that fails while starting leaves an earlier file untouched.
+    """
+
+    def __init__(self, stream: IO[str] | None = None, *, path: Path | None = None) -> None:
+        """Write to ``stream``, or to the file at ``path`` (opened, and closed, by the sink)."""
+        if (stream is None) == (path is None):
+            raise ValueError("give a stream or a path")
         self._stream = stream
-        self._owns = owns
+        self._path = path
         self._lock = threading.Lock()
         self.count = 0
 
     @classmethod
     def open(cls, path: Path) -> JsonLinesSink:
-        """Create (truncate) the file at ``path``, creating parent folders."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return cls(path.open("w", encoding="utf-8"), owns=True)
+        """Return a sink that will create (truncate) ``path`` on the first event."""
+        return cls(path=path)
 
     def write(self, event: StreamEvent) -> None:
         """Append the event as one JSON line."""
         line = json.dumps(event.model_dump(mode="json"), ensure_ascii=False)
         with self._lock:
+            if self._stream is None:
+                assert self._path is not None
+                self._path.parent.mkdir(parents=True, exist_ok=True)
+                self._stream = self._path.open("w", encoding="utf-8")
             self._stream.write(line + "\n")
             self._stream.flush()
             self.count += 1
@@ -100,7 +109,7 @@ class JsonLinesSink:
     def close(self) -> None:
         """Close the file if this sink opened it."""
         with self._lock:
-            if self._owns:
+            if self._path is not None and self._stream is not None:
                 self._stream.close()
 
 

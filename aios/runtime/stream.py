@@ -120,7 +120,10 @@ class _SourceWorker:
                 evidence=evidence,
                 logger=logging.getLogger(f"aios.node.{nid}"),
             )
-            self.impls[nid] = rnode.node_type.implementation(rnode.config, ctx)
+            try:
+                self.impls[nid] = rnode.node_type.implementation(rnode.config, ctx)
+            except Exception as err:
+                raise RunError(f"node '{nid}' ({rnode.node.type}) cannot start: {err}") from err
         self.overlays = [i for i in self.impls.values() if isinstance(i, Overlay)]
         self.frame_source: FrameSource | None = None
         self.stats = SourceStats()

@@ -164,11 +164,15 @@ class Detector:
                 str(path), sess_options=options, providers=["CPUExecutionProvider"]
             )
         except Exception as err:  # onnxruntime raises its own, unexported error types
-            raise ModelError(f"onnxruntime cannot load {path}: {err}") from err
+            raise ModelError(
+                f"onnxruntime cannot load {path}: {err}; give an ONNX object detection model "
+                "(a YOLOv8/YOLO11 export, or leave the path unset for the default model)"
+            ) from err
         inputs = self._session.get_inputs()
         if len(inputs) != 1:
             raise ModelError(f"{path}: expected a model with one input, got {len(inputs)}")
         self._input_name: str = inputs[0].name
+        self._check_output_shape(path)
         meta = self._session.get_modelmeta().custom_metadata_map
         self.names: dict[int, str] = parse_names(meta.get("names"))
         self.input_hw = self._input_size(path, inputs[0].shape, meta.get("imgsz"), input_size)
@@ -180,12 +184,30 @@ class Detector:
         if classes is not None:
             by_name = {name: cid for cid, name in self.names.items()}
             unknown = sorted(c for c in classes if c not in by_name)
+            if unknown and not self.names:
+                raise ModelError(
+                    f"model {path.name} has no class names in its metadata (Ultralytics "
+                    "exports keep them as 'names'), so classes cannot be chosen by name; "
+                    "remove the class filter or export the model with its names"
+                )
             if unknown:
-                known = ", ".join(self.names[i] for i in sorted(self.names)) or "none"
+                known = ", ".join(self.names[i] for i in sorted(self.names))
                 raise ModelError(
                     f"classes {unknown} are not in model {path.name} (it knows: {known})"
                 )
             self._class_filter = {by_name[c] for c in classes}
+
+    def _check_output_shape(self, path: Path) -> None:
+        """Refuse models whose first output cannot be a ``[1, 4 + C, N]`` detection tensor."""
+        outputs = self._session.get_outputs()
+        shape = list(outputs[0].shape) if outputs else []
+        fixed = [d for d in shape[1:] if isinstance(d, int)]
+        if len(shape) != 3 or (len(fixed) == 2 and max(fixed) < 5):
+            raise ModelError(
+                f"{path.name} does not look like a YOLO detection model: its output has "
+                f"shape {shape}; AIOS reads detection exports whose output is "
+                "[1, 4 + classes, boxes] (YOLOv8/YOLO11) or the default YOLOv3-tiny"
+            )
 
     @staticmethod
     def _input_size(

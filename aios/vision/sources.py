@@ -614,7 +614,9 @@ class RtspSource:
                     return
                 except SourceError as err:
                     self._set_error(str(err))
-                    logger.warning("%s", err)
+                    pending_warning: str | None = str(err)
+                else:
+                    pending_warning = None
                 if self._stop.is_set():
                     return
                 failures = 0 if self._frames_received > before else failures + 1
@@ -634,7 +636,15 @@ class RtspSource:
                     self.reconnect_initial_seconds * 2 ** max(0, failures - 1),
                 )
                 delay *= 1.0 - self.reconnect_jitter * random.random()
-                logger.info("%s: reconnecting in %.2f s", self._url.redacted, delay)
+                limit = (
+                    "until stopped"
+                    if self.max_reconnect_attempts is None
+                    else f"{self.max_reconnect_attempts - failures + 1} more time(s)"
+                )
+                if pending_warning is not None:
+                    logger.warning("%s; retrying in %.1f s, %s", pending_warning, delay, limit)
+                else:
+                    logger.info("%s: reconnecting in %.2f s", self._url.redacted, delay)
                 if self._stop.wait(delay):
                     return
         except Exception:  # a bug: logged with the redacted URL only

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -205,3 +206,48 @@ def test_unreadable_document_is_refused(tmp_path: Path) -> None:
     broken.write_text('{"name": "x", "nodes": [')
     result = aios("validate", str(broken), timeout=60)
     assert result.returncode == 2 and "not valid JSON" in result.stderr
+
+
+def test_failed_start_keeps_the_previous_events_file(tmp_path: Path) -> None:
+    """A run that cannot start (bad model path) leaves an earlier events file untouched."""
+    # GIVEN an events file from an earlier run
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"earlier": true}\n')
+    # WHEN a run fails while loading its model
+    result = subprocess.run(
+        [sys.executable, "-m", "aios.cli", "run", str(INTRUSION), "--events", str(events), "-q"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "YOLO_MODEL_PATH": str(tmp_path / "missing.onnx")},
+        check=False,
+    )
+    # THEN it names the node and the path, and the file is as it was
+    assert result.returncode == 1
+    assert "node 'detect' (aios/object_detection@1) cannot start" in result.stderr
+    assert "missing.onnx (from environment variable YOLO_MODEL_PATH)" in result.stderr
+    assert events.read_text() == '{"earlier": true}\n'
+
+
+def test_outputs_are_checked_before_running(tmp_path: Path) -> None:
+    """Unwritable or wrong-kind output paths are refused at once."""
+    result = aios("run", str(INTRUSION), "--events", str(tmp_path), "-q", timeout=60)
+    assert result.returncode == 2 and "must be a file" in result.stderr
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = aios("run", str(INTRUSION), "--annotated", str(blocker / "a.mp4"), timeout=60)
+    assert result.returncode == 2 and "is not a writable folder" in result.stderr
+
+
+def test_bad_sources_and_files_are_explained(tmp_path: Path) -> None:
+    """Unsupported --source schemes and non-UTF-8 documents get a message, not a traceback."""
+    result = aios("run", str(INTRUSION), "--source", "http://camera/stream", timeout=60)
+    assert result.returncode == 2 and "unsupported scheme 'http'" in result.stderr
+    binary = tmp_path / "pipeline.json"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    result = aios("run", str(binary), timeout=60)
+    assert result.returncode == 2 and "not UTF-8 text" in result.stderr
+    result = aios("validate", str(tmp_path / "none.json"), "--json", timeout=60)
+    assert result.returncode == 2
+    assert json.loads(result.stdout)["issues"][0]["code"] == "invalid_document"

@@ -104,3 +104,13 @@ def test_rtsp_password_is_write_only_in_exports() -> None:
     assert node_type is not None
     config = node_type.parse_config({"host": "cam", "username": "u", "password": "p@ss#w:rd/"})
     assert "p@ss#w:rd/" not in repr(config) and "p@ss#w:rd/" not in str(config.model_dump())
+
+
+def test_rtsp_url_needs_a_host() -> None:
+    """An RTSP URL without a host is refused at validation, not retried forever."""
+    from pydantic import ValidationError
+
+    node_type = CATALOG.get("aios/camera.rtsp@1")
+    assert node_type is not None
+    with pytest.raises(ValidationError, match="has no host"):
+        node_type.parse_config({"url": "rtsp://"})

@@ -320,3 +320,19 @@ def test_resolve_model_path_prefers_config_then_environment(
     monkeypatch.setenv("YOLO_MODEL_PATH", str(tmp_path / "gone.onnx"))
     with pytest.raises(ModelError, match=r"gone\.onnx.*YOLO_MODEL_PATH"):
         resolve_model_path(None)
+
+
+def test_a_model_that_is_not_a_detector_is_refused(tmp_path: Path) -> None:
+    """An ONNX model whose output is not [1, 4 + C, N] is refused with what AIOS expects."""
+    # GIVEN an identity model (image in, image out)
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["images"], ["out"])],
+        "identity",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64, 64])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 64, 64])],
+    )
+    path = tmp_path / "identity.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    # WHEN it is loaded as a detector / THEN the error says what is expected
+    with pytest.raises(ModelError, match=r"does not look like a YOLO detection model"):
+        Detector(path)
