@@ -124,7 +124,11 @@ class LineCrossingNode:
                 direction=c.direction,
                 data={"totals": totals},
             )
-            events.append(self.ctx.evidence.attach(event, frame, dets, index, self.config.evidence))
+            events.append(
+                self.ctx.evidence.attach(
+                    event, frame, dets, index, self.config.evidence, overlay=self.draw
+                )
+            )
         return {"events": events, "counts": {"line": self.config.name, **totals}}
 
     def draw(self, image: BGRImage) -> None:

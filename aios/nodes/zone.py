@@ -132,7 +132,12 @@ class ZoneNode:
             )
             events.append(
                 self.ctx.evidence.attach(
-                    event, frame, dets, track_index.get(t.track_id), self.config.evidence
+                    event,
+                    frame,
+                    dets,
+                    track_index.get(t.track_id),
+                    self.config.evidence,
+                    overlay=self.draw,
                 )
             )
         inside = DetectionsFrame(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aios.runtime.events import EventType, StreamEvent, event_key
-from aios.vision.types import Detections, Frame
+from aios.vision.types import BGRImage, Detections, Frame
 
 
 class EvidenceOptions(Protocol):
@@ -29,8 +30,13 @@ class Evidence(Protocol):
         detections: Detections,
         highlight: int | None,
         options: EvidenceOptions,
+        *,
+        overlay: Callable[[BGRImage], None] | None = None,
     ) -> StreamEvent:
-        """Return ``event`` with ``snapshot`` / ``clip`` paths set as the options ask."""
+        """Return ``event`` with ``snapshot`` / ``clip`` paths set as the options ask.
+
+        ``overlay`` draws what the node watches (its zone or line) on the snapshot.
+        """
         ...
 
 
@@ -44,6 +50,8 @@ class NoEvidence:
         detections: Detections,
         highlight: int | None,
         options: EvidenceOptions,
+        *,
+        overlay: Callable[[BGRImage], None] | None = None,
     ) -> StreamEvent:
         """Return the event unchanged."""
         return event

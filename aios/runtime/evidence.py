@@ -8,13 +8,15 @@ clip's path at once (the file is complete a few seconds later, or at the end of 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from aios.runtime.context import EvidenceOptions
 from aios.runtime.events import StreamEvent
-from aios.vision.types import Detections, Frame
+from aios.vision.types import BGRImage, Detections, Frame
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +54,18 @@ class EvidenceRecorder:
         detections: Detections,
         highlight: int | None,
         options: EvidenceOptions,
+        *,
+        overlay: Callable[[BGRImage], None] | None = None,
     ) -> StreamEvent:
         """Save what ``options`` asks for and return the event with the file paths."""
         from aios.vision.clips import save_snapshot
 
         update: dict[str, str] = {}
         if options.snapshot:
+            if overlay is not None:
+                image = frame.image.copy()
+                overlay(image)
+                frame = dataclasses.replace(frame, image=image)
             path = self.media_dir / "snapshots" / f"{event.event_id}.jpg"
             save_snapshot(
                 frame,
