@@ -372,7 +372,8 @@ def test_unused_port_retries_with_backoff_and_stops(caplog: pytest.LogCaptureFix
     elapsed = time.monotonic() - started
     assert 0.4 <= elapsed < 10
     assert source.health().reconnect_count == 3
-    assert caplog.text.count("reconnecting in") == 3
+    assert caplog.text.count("retrying in") == 3
+    assert "retrying in" in caplog.text and "1 more time(s)" in caplog.text
     _assert_no_secret(caplog.text, PASSWORD)
 
 
