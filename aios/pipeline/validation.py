@@ -187,6 +187,16 @@ def load_document(raw: Any) -> PipelineDocument:
                     )
                 ]
             ) from err
+    if not isinstance(raw, (dict, PipelineDocument)):
+        raise PipelineInvalid(
+            [
+                ValidationIssue(
+                    IssueCode.INVALID_DOCUMENT,
+                    f"a pipeline is a JSON object with 'name', 'nodes' and 'edges', not "
+                    f"{type(raw).__name__ if raw is not None else 'null'}",
+                )
+            ]
+        )
     try:
         return PipelineDocument.model_validate(raw)
     except ValidationError as err:

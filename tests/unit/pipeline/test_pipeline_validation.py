@@ -232,3 +232,10 @@ def test_published_schema_is_current() -> None:
     assert published == pipeline_json_schema(), (
         "run: aios pipeline schema > schemas/pipeline.schema.json"
     )
+
+
+def test_a_document_must_be_an_object() -> None:
+    """A JSON array or scalar is refused with what a pipeline looks like."""
+    [issue] = issues_of("[1, 2]")
+    assert issue.code is IssueCode.INVALID_DOCUMENT
+    assert "JSON object with 'name', 'nodes' and 'edges'" in issue.message
