@@ -229,6 +229,9 @@ def run_command(  # noqa: PLR0917 - typer options
         f"{summary.frames} frames, {summary.events_written} events in "
         f"{summary.wall_seconds:.1f} s" + (f" → {events}" if events else "")
     )
+    dropped = sum(s.dropped_frames for s in summary.sources.values())
+    if dropped:
+        _err(f"{dropped} stale frames dropped to keep up with live video")
     if runner.stopping.is_set():
         raise typer.Exit(EXIT_INTERRUPTED)
 

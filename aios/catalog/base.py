@@ -8,11 +8,10 @@ what the catalog registers.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -110,13 +109,6 @@ class NodeManifest(BaseModel):
             raise ValueError(f"port names must be unique, got {names}")
         return ports
 
-    @property
-    def name(self) -> str:
-        """The type id without namespace and version: ``aios/zone@1`` → ``zone``."""
-        match = re.match(r"^aios/(.+)@\d+$", self.type)
-        assert match is not None
-        return match.group(1)
-
     def input(self, name: str) -> PortSpec | None:
         """Return the input port called ``name``, or ``None``."""
         return next((p for p in self.inputs if p.name == name), None)
@@ -163,6 +155,3 @@ class NodeType(Generic[C]):
             **self.manifest.model_dump(mode="json"),
             "config_schema": self.config_model.model_json_schema(),
         }
-
-
-Anchor = Literal["bottom_center", "center", "top_center"]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from aios.analytics.geometry import Anchor
 from aios.catalog.base import PortKind, PortSpec
 
 NormalizedPoint = Annotated[
@@ -16,7 +17,8 @@ NormalizedPoint = Annotated[
     Field(description="[x, y] as fractions of the frame width and height (0 = left/top)."),
 ]
 
-AnchorName = Literal["bottom_center", "center", "top_center"]
+AnchorName = Anchor
+"""Which point of a box zones and lines test (the analytics' own anchor names)."""
 
 ANCHOR_FIELD_DESCRIPTION = (
     "Point of each box tested against the zone or line. 'bottom_center' (the feet of a "

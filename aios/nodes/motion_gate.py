@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -69,8 +68,7 @@ class MotionGateNode:
     def process(self, inputs: Mapping[str, Any]) -> Mapping[str, Any]:
         """Return the frame with ``motion`` decided."""
         frame: Frame = inputs["frames"]
-        decision = self.gate.check(frame.image)
-        return {"frames": dataclasses.replace(frame, motion=decision.motion)}
+        return {"frames": self.gate.apply(frame)}
 
 
 NODE = NodeType(manifest=MANIFEST, config_model=MotionGateConfig, implementation=MotionGateNode)

@@ -142,12 +142,6 @@ class ObjectDetectionNode:
             classes=set(config.classes) or None,
             num_threads=max(1, min(4, os.cpu_count() or 1)),
         )
-        unknown = set(config.classes) - {n.lower() for n in self.detector.class_names}
-        if unknown and self.detector.class_names:
-            raise ValueError(
-                f"classes {sorted(unknown)} are not known to the model; it knows e.g. "
-                f"{', '.join(list(self.detector.class_names)[:8])}"
-            )
         t = config.tracking
         self.tracker = (
             ObjectTracker(

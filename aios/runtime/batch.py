@@ -248,13 +248,13 @@ def run_batch(
     media_dir = options.media_dir or (
         options.events_path.parent / "media" if options.events_path else Path("out", "media")
     )
-    recorders: list[EvidenceRecorder] = []
+    recorders: dict[str, EvidenceRecorder] = {}
 
     def make_evidence(source_id: str) -> EvidenceRecorder:
         recorder = EvidenceRecorder(
             media_dir, source_id, buffer_seconds=_clip_buffer_seconds(pipeline, source_id)
         )
-        recorders.append(recorder)
+        recorders[source_id] = recorder
         return recorder
 
     annotator = _Annotator(options.annotated_path) if options.annotated_path else None
@@ -265,9 +265,7 @@ def run_batch(
         values: Mapping[tuple[str, str], Any],
         overlays: list[Overlay],
     ) -> None:
-        for recorder in recorders:
-            if recorder.source_id == source_id:
-                recorder.on_frame(frame)
+        recorders[source_id].on_frame(frame)
         if annotator is not None:
             annotator(source_id, frame, values, overlays)
 
@@ -291,7 +289,7 @@ def run_batch(
     except Exception as err:
         raise RunError(str(err)) from err
     finally:
-        for recorder in recorders:
+        for recorder in recorders.values():
             recorder.close()
         if annotator is not None:
             annotator.close()

@@ -98,8 +98,9 @@ class NodeContext:
             fields.setdefault("bbox", tuple(round(float(v), 1) for v in box))
             if detections.tracker_id is not None:
                 fields.setdefault("track_id", int(detections.tracker_id[index]))
-        return StreamEvent(
-            event_id=event_key(
+        return self._build(
+            event_type,
+            event_key(
                 self.pipeline,
                 self.node_id,
                 frame.source_id,
@@ -111,11 +112,7 @@ class NodeContext:
             time=frame.wall_time,
             media_time_seconds=round(frame.pts_seconds, 3),
             frame_index=frame.index,
-            pipeline=self.pipeline,
-            node_id=self.node_id,
-            node_type=self.node_type,
             source_id=frame.source_id,
-            event_type=event_type,
             frame_width=frame.width,
             frame_height=frame.height,
             **fields,
@@ -130,17 +127,24 @@ class NodeContext:
         **fields: Any,
     ) -> StreamEvent:
         """Build an event caused by ``parent`` (same frame, time and source)."""
-        return StreamEvent(
-            event_id=event_key(self.pipeline, self.node_id, parent.event_id, event_type, *key),
+        return self._build(
+            event_type,
+            event_key(self.pipeline, self.node_id, parent.event_id, event_type, *key),
             time=parent.time,
             media_time_seconds=parent.media_time_seconds,
             frame_index=parent.frame_index,
+            source_id=parent.source_id,
+            frame_width=parent.frame_width,
+            frame_height=parent.frame_height,
+            **fields,
+        )
+
+    def _build(self, event_type: EventType, event_id: str, **fields: Any) -> StreamEvent:
+        return StreamEvent(
+            event_id=event_id,
             pipeline=self.pipeline,
             node_id=self.node_id,
             node_type=self.node_type,
-            source_id=parent.source_id,
             event_type=event_type,
-            frame_width=parent.frame_width,
-            frame_height=parent.frame_height,
             **fields,
         )

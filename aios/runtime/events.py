@@ -87,7 +87,6 @@ class JsonLinesSink:
         self._stream = stream
         self._path = path
         self._lock = threading.Lock()
-        self.count = 0
 
     @classmethod
     def open(cls, path: Path) -> JsonLinesSink:
@@ -104,7 +103,6 @@ class JsonLinesSink:
                 self._stream = self._path.open("w", encoding="utf-8")
             self._stream.write(line + "\n")
             self._stream.flush()
-            self.count += 1
 
     def close(self) -> None:
         """Close the file if this sink opened it."""

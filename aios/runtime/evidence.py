@@ -44,8 +44,6 @@ class EvidenceRecorder:
             FrameRingBuffer(max(buffer_seconds, 0.1) + 0.5, max_bytes=512 * 1024 * 1024)
         )
         self._lock = threading.Lock()
-        self.snapshots = 0
-        self.clips = 0
 
     def attach(
         self,
@@ -74,7 +72,6 @@ class EvidenceRecorder:
                 highlight=None if highlight is None else [highlight],
             )
             update["snapshot"] = str(path)
-            self.snapshots += 1
         if options.clip:
             path = self.media_dir / "clips" / f"{event.event_id}.mp4"
             with self._lock:
@@ -82,7 +79,6 @@ class EvidenceRecorder:
                     path, frame.pts_seconds, options.clip_pre_seconds, options.clip_post_seconds
                 )
             update["clip"] = str(path)
-            self.clips += 1
         return event.model_copy(update=update) if update else event
 
     def on_frame(self, frame: Frame) -> None:

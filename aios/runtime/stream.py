@@ -26,7 +26,7 @@ from aios.runtime.nodes import (
     SinkNode,
     SourceNode,
 )
-from aios.vision.types import DetectionsFrame, Frame, FrameSource
+from aios.vision.types import Frame, FrameSource
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +43,6 @@ class NodeStats:
     seconds: float = 0.0
     events: int = 0
 
-    def to_dict(self) -> dict[str, float | int]:
-        """Return JSON-ready counters (``ms_per_call`` is the mean processing time)."""
-        return {
-            "calls": self.calls,
-            "events": self.events,
-            "ms_per_call": round(1000 * self.seconds / self.calls, 3) if self.calls else 0.0,
-        }
-
 
 @dataclass
 class SourceStats:
@@ -58,8 +50,6 @@ class SourceStats:
 
     frames: int = 0
     seconds: float = 0.0
-    first_pts: float | None = None
-    last_pts: float | None = None
     dropped_frames: int = 0
 
 
@@ -95,6 +85,25 @@ def _flatten_events(values: list[Any]) -> list[StreamEvent]:
     return out
 
 
+@dataclass(frozen=True)
+class _NodeStep:
+    """How one node is fed and called on every frame, worked out once per run.
+
+    ``feeds`` lists, per incoming edge, the output it reads (node id, port), the input port
+    it fills, and whether that port collects a list (fan-in or events).
+    """
+
+    node_id: str
+    node_type: str
+    feeds: tuple[tuple[tuple[str, str], str, bool], ...]
+    required: frozenset[str]
+    requires_any: bool
+    event_inputs: frozenset[str]
+    is_output: bool
+    call: Callable[[Any], Any]
+    stats: NodeStats
+
+
 class _SourceWorker:
     """Runs one source's subgraph: owns the node instances of that subgraph."""
 
@@ -124,70 +133,88 @@ class _SourceWorker:
                 self.impls[nid] = rnode.node_type.implementation(rnode.config, ctx)
             except Exception as err:
                 raise RunError(f"node '{nid}' ({rnode.node.type}) cannot start: {err}") from err
+        self.steps = [self._plan(nid) for nid in self.order]
         self.overlays = [i for i in self.impls.values() if isinstance(i, Overlay)]
         self.frame_source: FrameSource | None = None
         self.stats = SourceStats()
         self.error: BaseException | None = None
 
-    def step(self, frame: Frame) -> None:
+    def _plan(self, nid: str) -> _NodeStep:
         pipeline = self.runner.pipeline
+        rnode = pipeline.nodes[nid]
+        manifest = rnode.node_type.manifest
+        feeds = []
+        for edge in pipeline.incoming.get(nid, ()):
+            port = manifest.input(edge.target_handle)
+            assert port is not None  # validation checked every edge's ports
+            collects = port.multiple or port.kind is PortKind.EVENT
+            feeds.append(((edge.source, edge.source_handle), port.name, collects))
+        impl = self.impls[nid]
+        is_output = manifest.category is Category.OUTPUT
+        if is_output:
+            assert isinstance(impl, SinkNode)
+            call: Callable[[Any], Any] = impl.handle
+        else:
+            assert isinstance(impl, ProcessorNode)
+            call = impl.process
+        return _NodeStep(
+            node_id=nid,
+            node_type=rnode.node.type,
+            feeds=tuple(feeds),
+            required=frozenset(p.name for p in manifest.inputs if p.required),
+            requires_any=manifest.requires_any_input,
+            event_inputs=frozenset(p.name for p in manifest.inputs if p.kind is PortKind.EVENT),
+            is_output=is_output,
+            call=call,
+            stats=self.runner.summary.nodes[nid],
+        )
+
+    def step(self, frame: Frame) -> None:
         values: dict[tuple[str, str], Any] = {}
         for port in self.source_node.node_type.manifest.outputs:
             if port.kind is PortKind.FRAMES:
                 values[(self.source_node.id, port.name)] = frame
         reached: dict[str, StreamEvent] = {}
-        for nid in self.order:
-            rnode = pipeline.nodes[nid]
-            manifest = rnode.node_type.manifest
+        for node in self.steps:
             inputs: dict[str, Any] = {}
-            for edge in pipeline.incoming.get(nid, ()):
-                value = values.get((edge.source, edge.source_handle))
+            for key, port_name, collects in node.feeds:
+                value = values.get(key)
                 if value is None:
                     continue
-                in_port = manifest.input(edge.target_handle)
-                assert in_port is not None
-                if in_port.multiple or in_port.kind is PortKind.EVENT:
-                    inputs.setdefault(in_port.name, []).append(value)
+                if collects:
+                    inputs.setdefault(port_name, []).append(value)
                 else:
-                    inputs[in_port.name] = value
-            for name, value in list(inputs.items()):
-                event_port = manifest.input(name)
-                if event_port is not None and event_port.kind is PortKind.EVENT:
-                    inputs[name] = _flatten_events(value)
-            if any(p.required and p.name not in inputs for p in manifest.inputs):
-                continue  # nothing flowed to a required input on this frame
-            if manifest.requires_any_input and not inputs:
-                continue
-            impl = self.impls[nid]
-            stats = self.runner.summary.nodes[nid]
+                    inputs[port_name] = value
+            for name in node.event_inputs & inputs.keys():
+                inputs[name] = _flatten_events(inputs[name])
+            if not node.required <= inputs.keys() or (node.requires_any and not inputs):
+                continue  # nothing flowed to a needed input on this frame
+            argument: Any = inputs
+            if node.is_output:  # a sink takes the list of events that reached it
+                argument = [e for v in inputs.values() for e in v]
+                if not argument:
+                    continue
             started = time.perf_counter()
             try:
-                if manifest.category is Category.OUTPUT:
-                    events = [e for v in inputs.values() for e in v if isinstance(e, StreamEvent)]
-                    if not events:
-                        continue
-                    assert isinstance(impl, SinkNode)
-                    for event in impl.handle(events):
-                        kept = reached.setdefault(event.event_id, event)
-                        kept.outputs.append(nid)
-                    outputs: Mapping[str, Any] = {}
-                else:
-                    assert isinstance(impl, ProcessorNode)
-                    outputs = impl.process(inputs)
+                result = node.call(argument)
             except Exception as err:
                 raise RunError(
-                    f"node '{nid}' ({rnode.node.type}) failed on frame {frame.index} of "
-                    f"'{frame.source_id}': {err}"
+                    f"node '{node.node_id}' ({node.node_type}) failed on frame {frame.index} "
+                    f"of '{frame.source_id}': {err}"
                 ) from err
             finally:
-                stats.calls += 1
-                stats.seconds += time.perf_counter() - started
-            for name, value in outputs.items():
+                node.stats.calls += 1
+                node.stats.seconds += time.perf_counter() - started
+            if node.is_output:
+                for event in result:
+                    reached.setdefault(event.event_id, event).outputs.append(node.node_id)
+                continue
+            for name, value in result.items():
                 if value is None:
                     continue
-                values[(nid, name)] = value
+                values[(node.node_id, name)] = value
                 if isinstance(value, list):
-                    stats.events += sum(isinstance(v, StreamEvent) for v in value)
+                    node.stats.events += sum(isinstance(v, StreamEvent) for v in value)
         for event in reached.values():
             self.runner.sink.write(event)
             self.runner.count_written()
@@ -207,16 +234,13 @@ class _SourceWorker:
                     break
                 self.step(frame)
                 self.stats.frames += 1
-                if self.stats.first_pts is None:
-                    self.stats.first_pts = frame.pts_seconds
-                self.stats.last_pts = frame.pts_seconds
+                if self.runner.on_progress is not None:
+                    self.runner.on_progress(self.source_node.id, frame)
                 if (
                     self.runner.max_frames is not None
                     and self.stats.frames >= self.runner.max_frames
                 ):
                     break
-                if self.runner.on_progress is not None:
-                    self.runner.on_progress(self.source_node.id, frame)
             self.stats.seconds = time.perf_counter() - started
             self.stats.dropped_frames = int(getattr(self.frame_source, "dropped_frames", 0))
         except BaseException as err:
@@ -312,8 +336,3 @@ class StreamRunner:
                     f"source '{worker.source_node.id}' failed: {worker.error}"
                 ) from worker.error
         return self.summary
-
-
-def detections_of(value: Any) -> DetectionsFrame | None:
-    """Return ``value`` if it is a detections port value, else ``None``."""
-    return value if isinstance(value, DetectionsFrame) else None
