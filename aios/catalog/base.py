@@ -66,6 +66,25 @@ class Tier(StrEnum):
     EVENT = "event"
 
 
+class EventRole(StrEnum):
+    """How an event-tier node compiles to Amazon States Language.
+
+    * ``source`` — an event-tier input (sensor data, webhook, timer): starts executions.
+    * ``processor`` — a Task whose result replaces the event (transform, storage...).
+    * ``action`` — a Task whose result is recorded under ``$.results.<node>``.
+    * ``choice`` — a Choice state (conditional).
+    * ``map`` — a Map state over a list field (loop).
+    * ``wait`` — a Wait state (delay).
+    """
+
+    SOURCE = "source"
+    PROCESSOR = "processor"
+    ACTION = "action"
+    CHOICE = "choice"
+    MAP = "map"
+    WAIT = "wait"
+
+
 class PortSpec(BaseModel):
     """One input or output handle of a node."""
 
@@ -139,6 +158,16 @@ class NodeType(Generic[C]):
     manifest: NodeManifest
     config_model: type[C]
     implementation: Callable[..., Any]
+    event_role: EventRole | None = None
+    """Event-tier nodes only: how the node compiles to ASL (stream-tier nodes: ``None``)."""
+
+    def __post_init__(self) -> None:
+        is_event = self.manifest.tier is Tier.EVENT
+        if is_event != (self.event_role is not None):
+            raise ValueError(
+                f"{self.manifest.type}: an event-tier node needs an event_role, "
+                "a stream-tier node must not have one"
+            )
 
     @property
     def type_id(self) -> str:
@@ -153,5 +182,6 @@ class NodeType(Generic[C]):
         """Return the manifest plus the JSON Schema of the config, as JSON-ready data."""
         return {
             **self.manifest.model_dump(mode="json"),
+            "event_role": None if self.event_role is None else self.event_role.value,
             "config_schema": self.config_model.model_json_schema(),
         }
