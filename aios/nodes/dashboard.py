@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
-from aios.catalog.base import Category, NodeConfig, NodeManifest, NodeType, PortKind, PortSpec, Tier
-from aios.runtime.context import NodeContext
-from aios.runtime.events import StreamEvent
+from aios.catalog.base import (
+    Category,
+    EventRole,
+    NodeManifest,
+    NodeType,
+    PortKind,
+    PortSpec,
+    Tier,
+)
+from aios.events.actions import Action, ActionConfig
+from aios.events.task import TaskRequest
 
 
-class DashboardConfig(NodeConfig):
+class DashboardConfig(ActionConfig):
     """Show events on the dashboard."""
 
     panel: str = Field(
@@ -25,6 +33,13 @@ class DashboardConfig(NodeConfig):
         default="warning",
         title="Severity",
         description="How the events are highlighted in the feed and alert bell.",
+    )
+    cooldown_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        le=86_400,
+        title="Cooldown (s)",
+        description="After recording, ignore further events for this long (0: record every event).",
     )
 
 
@@ -47,25 +62,26 @@ MANIFEST = NodeManifest(
 )
 
 
-class DashboardNode:
-    """Tags each event with its panel and severity; the runtime records it."""
+class DashboardAction(Action[DashboardConfig]):
+    """Records each event, tagged with the panel and severity, in the events store."""
 
-    def __init__(self, config: DashboardConfig, ctx: NodeContext) -> None:
-        self.config = config
+    channel = "dashboard"
+    sent_status = "recorded"
 
-    def handle(self, events: list[StreamEvent]) -> list[StreamEvent]:
-        """Return the events annotated with the panel and severity."""
-        return [
-            e.model_copy(
-                update={
-                    "data": {
-                        **e.data,
-                        "dashboard": {"panel": self.config.panel, "severity": self.config.severity},
-                    }
-                }
-            )
-            for e in events
-        ]
+    def send(self, request: TaskRequest) -> dict[str, Any]:
+        """Record the event; return the panel and severity it was filed under."""
+        self.services.recorder.record(
+            request.event,
+            node_id=request.node_id,
+            panel=self.config.panel,
+            severity=self.config.severity,
+        )
+        return {"panel": self.config.panel, "severity": self.config.severity}
 
 
-NODE = NodeType(manifest=MANIFEST, config_model=DashboardConfig, implementation=DashboardNode)
+NODE = NodeType(
+    manifest=MANIFEST,
+    config_model=DashboardConfig,
+    implementation=DashboardAction,
+    event_role=EventRole.ACTION,
+)

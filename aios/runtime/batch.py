@@ -1,7 +1,9 @@
-"""``aios run``: the stream tier over a file or camera, events to JSON lines.
+"""``aios run``: a whole pipeline on one machine — stream tier and event tier.
 
-Until the event tier exists, events that reach output nodes are written to the events
-file (one JSON object per line) rather than acted upon.
+The stream tier runs over a file or camera; its events start executions of the compiled
+event tier on the local ASL engine (conditions, actions...). Events recorded by dashboard
+nodes go to the events file (one JSON object per line); every execution, with its action
+results and history, goes to the executions file.
 """
 
 from __future__ import annotations
@@ -15,6 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from aios.catalog.base import Category, Tier
+from aios.events.compiler import CompileError
+from aios.events.runtime import EventTier, ExecutionLog, SinkRecorder
+from aios.events.secrets import ChainSecretStore, EnvSecretStore, FileSecretStore, SecretStore
+from aios.events.state import MemoryStateStore, SqliteStateStore, StateStore
+from aios.events.task import FolderBlobStore, TaskServices
 from aios.pipeline.document import PipelineDocument, PipelineNode
 from aios.pipeline.validation import PipelineInvalid, ValidatedPipeline, validate_pipeline
 from aios.runtime.events import EventSink, JsonLinesSink
@@ -38,6 +45,10 @@ class BatchOptions:
         annotated_path: MP4 with boxes, zones and lines drawn (``None``: none).
         max_frames: stop each source after this many frames.
         progress: show a progress bar on standard error.
+        executions_path: JSON-lines file of event-tier executions (``None``: not written).
+        state_path: SQLite file for state kept between executions and runs (cooldowns,
+            storage); ``None``: kept in memory for this run only.
+        secrets_path: JSON file of secrets by name (after ``AIOS_SECRET_<NAME>`` variables).
     """
 
     events_path: Path | None = None
@@ -45,6 +56,9 @@ class BatchOptions:
     annotated_path: Path | None = None
     max_frames: int | None = None
     progress: bool = True
+    executions_path: Path | None = None
+    state_path: Path | None = None
+    secrets_path: Path | None = None
 
 
 def override_source(pipeline: ValidatedPipeline, source: str) -> ValidatedPipeline:
@@ -222,6 +236,37 @@ def _progress(enabled: bool, max_frames: int | None) -> Iterator[_Progress | Non
         progress.close()
 
 
+def _event_tier(
+    pipeline: ValidatedPipeline,
+    options: BatchOptions,
+    sink: EventSink,
+    media_dir: Path,
+    executions: ExecutionLog,
+) -> EventTier | None:
+    """Build the pipeline's event tier (``None`` if it has none)."""
+    if not any(r.node_type.manifest.tier is Tier.EVENT for r in pipeline.nodes.values()):
+        return None
+    secrets: list[SecretStore] = [EnvSecretStore()]
+    if options.secrets_path is not None:
+        secrets.append(FileSecretStore(options.secrets_path))
+    state: StateStore = (
+        SqliteStateStore(options.state_path) if options.state_path else MemoryStateStore()
+    )
+    services = TaskServices(
+        secrets=ChainSecretStore(*secrets),
+        state=state,
+        blobs=FolderBlobStore(media_dir),
+        recorder=SinkRecorder(sink),
+    )
+    timezone = str(pipeline.document.metadata.get("timezone") or "UTC")
+    try:
+        return EventTier(pipeline, services, timezone=timezone, on_execution=executions.write)
+    except CompileError as err:
+        raise RunError(f"the event tier cannot be compiled: {err}") from err
+    except (RuntimeError, ValueError) as err:
+        raise RunError(str(err)) from err
+
+
 def run_batch(
     pipeline: ValidatedPipeline,
     options: BatchOptions,
@@ -229,7 +274,7 @@ def run_batch(
     sink: EventSink | None = None,
     install_stop: Callable[[Callable[[], None]], None] | None = None,
 ) -> tuple[RunSummary, StreamRunner]:
-    """Run the pipeline's stream tier to the end of its sources.
+    """Run the pipeline to the end of its sources: stream tier, then event-tier executions.
 
     Returns:
         The run summary and the runner (for per-node counters).
@@ -269,11 +314,14 @@ def run_batch(
         if annotator is not None:
             annotator(source_id, frame, values, overlays)
 
+    tier = None
+    executions = ExecutionLog(options.executions_path)
     try:
+        tier = _event_tier(pipeline, options, sink, media_dir, executions)
         with _progress(options.progress, options.max_frames) as progress:
             runner = StreamRunner(
                 pipeline,
-                sink,
+                tier if tier is not None else sink,
                 evidence=make_evidence,
                 on_frame=on_frame,
                 on_progress=progress,
@@ -283,15 +331,24 @@ def run_batch(
                 progress.runner = runner
             if install_stop is not None:
                 install_stop(runner.stop)
+            if tier is not None:
+                tier.start_sources()
             summary = runner.run()
+        if tier is not None:
+            # Clips are finished when their sources end; executions may still be running.
+            tier.close()
+            summary.event_tier = tier.summary.to_json()
     except RunError:
         raise
     except Exception as err:
         raise RunError(str(err)) from err
     finally:
+        if tier is not None:
+            tier.close()
         for recorder in recorders.values():
             recorder.close()
         if annotator is not None:
             annotator.close()
+        executions.close()
         sink.close()
     return summary, runner

@@ -95,7 +95,11 @@ class JsonLinesSink:
 
     def write(self, event: StreamEvent) -> None:
         """Append the event as one JSON line."""
-        line = json.dumps(event.model_dump(mode="json"), ensure_ascii=False)
+        self.write_json(event.model_dump(mode="json"))
+
+    def write_json(self, record: dict[str, Any]) -> None:
+        """Append any JSON object as one line (events that are not stream events)."""
+        line = json.dumps(record, ensure_ascii=False)
         with self._lock:
             if self._stream is None:
                 assert self._path is not None
@@ -116,10 +120,15 @@ class MemorySink:
 
     def __init__(self) -> None:
         self.events: list[StreamEvent] = []
+        self.records: list[dict[str, Any]] = []
 
     def write(self, event: StreamEvent) -> None:
         """Keep the event."""
         self.events.append(event)
+
+    def write_json(self, record: dict[str, Any]) -> None:
+        """Keep a recorded event that is not a stream event."""
+        self.records.append(record)
 
     def close(self) -> None:
         """Nothing to release."""

@@ -2,8 +2,10 @@
 
 For every video input node the runner opens its source and drives the nodes downstream
 of it in topological order, one frame at a time; each source runs in its own thread with
-its own node instances (analytics state is per camera). Events that reach output nodes
-are handed to those nodes and then written, once each, to the run's event sink.
+its own node instances (analytics state is per camera). Only stream-tier nodes run here;
+an event that leaves the stream tier — along an edge into an event-tier node — is written
+once to the run's event sink, with ``outputs`` naming the event-tier nodes it goes to (the
+event tier, :mod:`aios.events.runtime`, takes it from there).
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ class RunSummary:
     nodes: dict[str, NodeStats] = field(default_factory=dict)
     events_written: int = 0
     wall_seconds: float = 0.0
+    event_tier: dict[str, Any] = field(default_factory=dict)
+    """The event tier's counters (executions by status, action results), if it ran."""
 
     @property
     def frames(self) -> int:
@@ -117,7 +121,20 @@ class _SourceWorker:
         self.source_node = source
         pipeline = runner.pipeline
         subgraph = pipeline.downstream_of(source.id)
-        self.order = [nid for nid in pipeline.order if nid in subgraph and nid != source.id]
+        self.order = [
+            nid
+            for nid in pipeline.order
+            if nid in subgraph
+            and nid != source.id
+            and pipeline.nodes[nid].node_type.manifest.tier is Tier.STREAM
+        ]
+        stream_ids = {source.id, *self.order}
+        # Where events leave the stream tier: (node, port) -> event-tier nodes it feeds.
+        self.boundary: dict[tuple[str, str], list[str]] = {}
+        for nid in stream_ids:
+            for edge in pipeline.outgoing.get(nid, ()):
+                if edge.target not in stream_ids:
+                    self.boundary.setdefault((nid, edge.source_handle), []).append(edge.target)
         self.evidence = evidence
         self.impls: dict[str, Any] = {}
         for nid in [source.id, *self.order]:
@@ -215,6 +232,11 @@ class _SourceWorker:
                 values[(node.node_id, name)] = value
                 if isinstance(value, list):
                     node.stats.events += sum(isinstance(v, StreamEvent) for v in value)
+                    targets = self.boundary.get((node.node_id, name))
+                    if targets:
+                        for event in value:
+                            if isinstance(event, StreamEvent):
+                                reached.setdefault(event.event_id, event).outputs.extend(targets)
         for event in reached.values():
             self.runner.sink.write(event)
             self.runner.count_written()

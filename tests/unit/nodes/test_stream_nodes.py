@@ -123,12 +123,26 @@ def test_line_crossing_feeds_counter_totals() -> None:
     assert totals is not None and totals["in"] == {"person": 1} and totals["out"] == {"person": 1}
 
 
-def test_dashboard_tags_events_with_panel_and_severity() -> None:
-    """The dashboard records events with its panel and severity."""
-    dash = node("aios/dashboard@1", {"panel": "Intrusions", "severity": "critical"})
+def test_dashboard_records_events_with_panel_and_severity() -> None:
+    """The dashboard (an event-tier action) records each event with its panel and severity."""
+    from aios.events.task import MemoryRecorder, TaskRequest, TaskServices
+
+    node_type = CATALOG.get("aios/dashboard@1")
+    recorder = MemoryRecorder()
+    dash = node_type.implementation(
+        node_type.parse_config({"panel": "Intrusions", "severity": "critical"}),
+        TaskServices(recorder=recorder),
+    )
     zone = node("aios/zone@1", {"polygon": [[0, 0], [1, 0], [1, 1]]})
-    event = zone.process(
+    [event] = zone.process(
         {"detections": DetectionsFrame(frame(0), people([(400, 10, 420, 50)], [1]))}
     )["events"]
-    [recorded] = dash.handle(event)
-    assert recorded.data["dashboard"] == {"panel": "Intrusions", "severity": "critical"}
+    request = TaskRequest("dash", event.model_dump(mode="json"), {"pipeline": "test"})
+    result = dash.run(request)
+    assert result["status"] == "recorded"
+    [record] = recorder.records
+    assert (record["panel"], record["severity"]) == ("Intrusions", "critical")
+    assert record["event"]["event_id"] == event.event_id
+    # the same event again is a duplicate, not recorded twice
+    assert dash.run(request)["status"] == "duplicate"
+    assert len(recorder.records) == 1
