@@ -9,15 +9,23 @@ from __future__ import annotations
 
 from aios.catalog.registry import Catalog
 from aios.nodes import (
+    analytics,
     camera_rtsp,
     camera_webcam,
+    conditional,
     counter,
+    custom_model,
+    cv,
     dashboard,
+    delay,
     file_input,
     line_crossing,
     loitering,
+    loop,
     motion_gate,
     object_detection,
+    storage,
+    transform,
     zone,
 )
 
@@ -29,11 +37,19 @@ NODE_MODULES = (
     # processing
     motion_gate,
     object_detection,
+    transform,
+    analytics,
+    cv,
+    custom_model,
     # logic
     zone,
     line_crossing,
     loitering,
     counter,
+    conditional,
+    loop,
+    delay,
+    storage,
     # output
     dashboard,
 )
