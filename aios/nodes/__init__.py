@@ -18,14 +18,22 @@ from aios.nodes import (
     cv,
     dashboard,
     delay,
+    email,
     file_input,
+    http_post,
     line_crossing,
     loitering,
     loop,
     motion_gate,
     object_detection,
+    plc_write,
+    sensor_data,
     storage,
+    telegram,
+    timer,
     transform,
+    webhook,
+    whatsapp,
     zone,
 )
 
@@ -34,6 +42,9 @@ NODE_MODULES = (
     camera_rtsp,
     camera_webcam,
     file_input,
+    sensor_data,
+    webhook,
+    timer,
     # processing
     motion_gate,
     object_detection,
@@ -52,6 +63,11 @@ NODE_MODULES = (
     storage,
     # output
     dashboard,
+    email,
+    plc_write,
+    http_post,
+    telegram,
+    whatsapp,
 )
 
 CATALOG = Catalog(module.NODE for module in NODE_MODULES)
