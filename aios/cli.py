@@ -193,10 +193,33 @@ def run_command(  # noqa: PLR0917 - typer options
     max_frames: Annotated[
         int | None, typer.Option("--max-frames", min=1, help="Stop after this many frames.")
     ] = None,
+    executions: Annotated[
+        Path | None,
+        typer.Option(
+            "--executions",
+            help="Write every event-tier execution (action results, history) here, one JSON "
+            "object per line (default: 'executions.jsonl' beside the events file).",
+        ),
+    ] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            "--state",
+            help="SQLite file keeping cooldowns and stored values across runs "
+            "(default: kept in memory for this run).",
+        ),
+    ] = None,
+    secrets: Annotated[
+        Path | None,
+        typer.Option(
+            "--secrets",
+            help="JSON file of secrets by name, read after AIOS_SECRET_<NAME> variables.",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False,
 ) -> None:
-    """Run the video side of a pipeline and write its events (JSON lines)."""
+    """Run a pipeline: video analytics, then conditions and actions for each event."""
     _setup_logging(verbose)
     from aios.runtime.batch import BatchOptions, run_batch
     from aios.runtime.stream import RunError
@@ -213,12 +236,21 @@ def run_command(  # noqa: PLR0917 - typer options
     _check_output(events, "events file")
     _check_output(annotated, "annotated video")
     _check_output(media_dir, "media folder", folder=True)
+    if executions is None and events is not None:
+        executions = events.parent / "executions.jsonl"
+    _check_output(executions, "executions file")
+    if secrets is not None and not secrets.is_file():
+        _err(f"error: secrets file {secrets} does not exist")
+        raise typer.Exit(EXIT_INVALID)
     options = BatchOptions(
         events_path=events,
         media_dir=media_dir,
         annotated_path=annotated,
         max_frames=max_frames,
         progress=not quiet,
+        executions_path=executions,
+        state_path=state,
+        secrets_path=secrets,
     )
     try:
         summary, runner = run_batch(validated, options, install_stop=_install_stop)
@@ -229,6 +261,11 @@ def run_command(  # noqa: PLR0917 - typer options
         f"{summary.frames} frames, {summary.events_written} events in "
         f"{summary.wall_seconds:.1f} s" + (f" → {events}" if events else "")
     )
+    if summary.event_tier:
+        runs = ", ".join(f"{n} {s.lower()}" for s, n in summary.event_tier["executions"].items())
+        _err(f"executions: {runs or 'none'}" + (f" → {executions}" if executions else ""))
+        for node_id, counts in summary.event_tier["results"].items():
+            _err(f"  {node_id}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     dropped = sum(s.dropped_frames for s in summary.sources.values())
     if dropped:
         _err(f"{dropped} stale frames dropped to keep up with live video")
@@ -243,6 +280,80 @@ def _install_stop(stop: Any) -> None:
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+
+
+sim_app = typer.Typer(help="Simulated devices for demos and tests.", no_args_is_help=True)
+app.add_typer(sim_app, name="sim")
+
+
+@sim_app.command("plc")
+def sim_plc_command(
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="TCP port (0: any).")
+    ] = 5020,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    watch: Annotated[
+        int, typer.Option("--watch", min=1, max=2000, help="Report changes of coils 0..N-1.")
+    ] = 16,
+    seconds: Annotated[
+        float | None, typer.Option("--seconds", min=0.1, help="Stop after this long.")
+    ] = None,
+) -> None:
+    """Run a simulated Modbus TCP PLC and print every change of its first coils."""
+    import time
+
+    from aios.plc.simulator import start_simulator
+
+    stopping = {"now": False}
+
+    def stop(*_args: Any) -> None:
+        stopping["now"] = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    with start_simulator(host=host, port=port) as plc:
+        typer.echo(f"simulated PLC listening on {host}:{plc.port} (unit 1)", err=True)
+        before = plc.read_coils(0, watch)
+        ends = None if seconds is None else time.monotonic() + seconds
+        while not stopping["now"] and (ends is None or time.monotonic() < ends):
+            time.sleep(0.05)
+            now = plc.read_coils(0, watch)
+            for address, (old, new) in enumerate(zip(before, now, strict=True)):
+                if old != new:
+                    stamp = time.strftime("%H:%M:%S")
+                    typer.echo(f"{stamp} coil {address}: {'ON' if new else 'OFF'}", err=False)
+            before = now
+
+
+@app.command("compile")
+def compile_command(
+    pipeline: Annotated[Path, typer.Argument(help="Pipeline document (JSON).")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the definition here.")
+    ] = None,
+) -> None:
+    """Print the event tier of a pipeline as Amazon States Language (linted with statelint)."""
+    from aios.events.compiler import CompileError, compile_pipeline, lint
+
+    validated = _validate_or_exit(pipeline)
+    try:
+        compiled = compile_pipeline(validated)
+    except CompileError as err:
+        _err(f"error: {err}")
+        raise typer.Exit(EXIT_INVALID) from err
+    if compiled is None:
+        _err("error: the pipeline has no event-tier nodes (conditions, actions, outputs)")
+        raise typer.Exit(EXIT_INVALID)
+    problems = lint(compiled.definition)
+    if problems:
+        for problem in problems:
+            _err(f"statelint: {problem}")
+        raise typer.Exit(EXIT_FAILED)
+    if output is not None:
+        output.write_text(compiled.text() + "\n", encoding="utf-8")
+        _err(f"{len(compiled.definition['States'])} top-level states → {output}")
+    else:
+        typer.echo(compiled.text())
 
 
 @models_app.command("fetch")

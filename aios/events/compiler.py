@@ -358,9 +358,9 @@ class _Builder:
             label = nid if task_index == 0 else f"{nid} {phase.get('phase') or task_index}"
             name = self.name(label)
             state = self.task(nid, result_path, retry, timeout, phase=phase.get("phase"))
+            states[name] = state
             catch_key = key if task_index == 0 else result_path.removeprefix("$.results.")
             state["Catch"] = self.catch_to(nid, states, catch_key)
-            states[name] = state
             if previous is not None:
                 previous["Next"] = name
             if first_name is None:

@@ -6,11 +6,15 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import cv2
 import pytest
+
+from aios.plc.simulator import ModbusSimulator, start_simulator
 
 ROOT = Path(__file__).resolve().parents[2]
 INTRUSION = ROOT / "examples" / "pipelines" / "intrusion.json"
@@ -35,13 +39,56 @@ def read_events(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+class WatchedPlc:
+    """A simulated PLC and the changes of its siren coil (0) seen while it ran."""
+
+    def __init__(self, simulator: ModbusSimulator) -> None:
+        self.simulator = simulator
+        self.siren: list[bool] = [False]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.05):
+            value = self.simulator.read_coils(0, 1)[0]
+            if value != self.siren[-1]:
+                self.siren.append(value)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
 @pytest.fixture(scope="module")
-def full_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]]]:
+def plc() -> Iterator[WatchedPlc]:
+    """The simulated PLC the example's siren is wired to (on a free port)."""
+    with start_simulator() as simulator:
+        watched = WatchedPlc(simulator)
+        yield watched
+        watched.stop()
+
+
+@pytest.fixture(scope="module")
+def example(plc: WatchedPlc, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped intrusion pipeline, with its siren pointed at the simulated PLC's port."""
+    doc = json.loads(INTRUSION.read_text())
+    [siren] = [n for n in doc["nodes"] if n["id"] == "siren"]
+    siren["config"]["connection"]["port"] = plc.simulator.port
+    path = tmp_path_factory.mktemp("example") / "intrusion.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+@pytest.fixture(scope="module")
+def full_run(
+    example: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, list[dict[str, Any]]]:
     """Run the shipped intrusion pipeline over the whole of vtest.avi once."""
     out = tmp_path_factory.mktemp("run1")
     result = aios(
         "run",
-        str(INTRUSION),
+        str(example),
         "--events",
         str(out / "events.jsonl"),
         "--annotated",
@@ -66,7 +113,7 @@ def test_intrusion_emits_zone_and_loitering_events_with_evidence(
     assert all(e["track_id"] is not None for e in enters)
     loiters = [e for e in events if e["event_type"] == "loitering"]
     assert all(e["dwell_seconds"] >= 5.0 for e in loiters)
-    # Each event reached the dashboard, once.
+    # Each event was recorded by the dashboard, once.
     assert all(e["outputs"] == ["dashboard"] for e in events)
     assert len({e["event_id"] for e in events}) == len(events)
     # Snapshots exist and are JPEGs of the frame size; clips exist and decode.
@@ -85,15 +132,43 @@ def test_intrusion_emits_zone_and_loitering_events_with_evidence(
 
 
 @pytest.mark.timeout(900)
+def test_alarms_pulse_the_siren_and_unconfigured_channels_say_so(
+    full_run: tuple[Path, list[dict[str, Any]]], plc: WatchedPlc
+) -> None:
+    """Loitering alarms pulse the siren coil on the PLC; channels without credentials
+    report "not configured" on the execution instead of failing the run."""
+    out, events = full_run
+    executions = read_events(out / "executions.jsonl")
+    loitering = {e["event_id"] for e in events if e["event_type"] == "loitering"}
+    alarms = [x for x in executions if x["input"]["context"]["entry"] == "loitering"]
+    # THEN every loitering event ran the alarm branch, and every execution succeeded
+    assert {x["input"]["event"]["event_id"] for x in alarms} == loitering
+    assert all(x["status"] == "SUCCEEDED" for x in executions)
+    results: dict[str, list[str]] = {}
+    for x in alarms:
+        for branch in x["output"]["branches"]:
+            for node_id, result in branch["results"].items():
+                results.setdefault(node_id, []).append(result["status"])
+    for channel in ("whatsapp", "telegram", "email"):
+        assert set(results[channel]) == {"not_configured"}, results[channel]
+    assert "sent" in results["siren"] and set(results["siren"]) <= {"sent", "throttled"}
+    assert set(results["dashboard"]) == {"recorded"}
+    # AND the siren coil went on and off once per pulse sent, and ended off
+    pulses = results["siren"].count("sent")
+    assert plc.siren == [False, True] * pulses + [False], plc.siren
+    assert plc.simulator.read_coils(0, 1) == [False]
+
+
+@pytest.mark.timeout(900)
 def test_same_input_gives_same_events(
-    full_run: tuple[Path, list[dict[str, Any]]], tmp_path: Path
+    full_run: tuple[Path, list[dict[str, Any]]], example: Path, tmp_path: Path
 ) -> None:
     """Running the same input twice gives the same events (ids, times, tracks, dwell)."""
     _, events = full_run
     # WHEN the first 300 frames run again into another folder
     result = aios(
         "run",
-        str(INTRUSION),
+        str(example),
         "--events",
         str(tmp_path / "events.jsonl"),
         "--max-frames",
@@ -154,11 +229,11 @@ BAD_CASES = {
             {
                 "source": "loitering",
                 "sourceHandle": "events",
-                "target": "siren",
+                "target": "horn",
                 "targetHandle": "events",
             }
         ),
-        "target node 'siren' does not exist",
+        "target node 'horn' does not exist",
     ),
     "unreachable_output": (
         lambda d: (

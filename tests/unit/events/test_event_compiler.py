@@ -16,8 +16,13 @@ from aios.pipeline.validation import validate_pipeline
 
 
 def doc(nodes: list[dict[str, Any]], edges: list[dict[str, Any]], **meta: Any) -> dict[str, Any]:
-    return {"schemaVersion": 1, "name": "Compiler test", "metadata": meta, "nodes": nodes,
-            "edges": edges}
+    return {
+        "schemaVersion": 1,
+        "name": "Compiler test",
+        "metadata": meta,
+        "nodes": nodes,
+        "edges": edges,
+    }
 
 
 def n(node_id: str, type_id: str, config: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -41,13 +46,17 @@ def intrusion_like(**meta: Any) -> Any:
     """loitering → condition(person, dwell ≥ 10 s, at night) → dashboards; zone → dashboard."""
     nodes = [
         *STREAM,
-        n("night", "aios/conditional@1", {
-            "conditions": [
-                {"field": "class_name", "operator": "eq", "value": "person"},
-                {"field": "dwell_seconds", "operator": "gte", "value": 10},
-            ],
-            "time_window": {"start": "22:00", "end": "06:00"},
-        }),
+        n(
+            "night",
+            "aios/conditional@1",
+            {
+                "conditions": [
+                    {"field": "class_name", "operator": "eq", "value": "person"},
+                    {"field": "dwell_seconds", "operator": "gte", "value": 10},
+                ],
+                "time_window": {"start": "22:00", "end": "06:00"},
+            },
+        ),
         n("alarm", "aios/dashboard@1", {"panel": "Alarms", "severity": "critical"}),
         n("log", "aios/dashboard@1", {"panel": "Log", "severity": "info"}),
         n("quiet", "aios/dashboard@1", {"panel": "Daytime", "severity": "info"}),
@@ -65,10 +74,18 @@ def intrusion_like(**meta: Any) -> Any:
 
 def stream_event(node_id: str, time: str, **fields: Any) -> dict[str, Any]:
     return {
-        "schema_version": 1, "event_id": f"{node_id}-{time}", "time": time,
-        "media_time_seconds": 1.0, "frame_index": 10, "pipeline": "Compiler test",
-        "node_id": node_id, "node_type": "aios/loitering@1", "source_id": "camera",
-        "event_type": "loitering", "data": {}, **fields,
+        "schema_version": 1,
+        "event_id": f"{node_id}-{time}",
+        "time": time,
+        "media_time_seconds": 1.0,
+        "frame_index": 10,
+        "pipeline": "Compiler test",
+        "node_id": node_id,
+        "node_type": "aios/loitering@1",
+        "source_id": "camera",
+        "event_type": "loitering",
+        "data": {},
+        **fields,
     }
 
 
@@ -119,12 +136,15 @@ def test_time_window_and_field_conditions_route_in_the_site_time_zone() -> None:
     tier = EventTier(intrusion_like(timezone="Europe/Lisbon"), TaskServices(recorder=recorder))
     try:
         # WHEN a person loiters 12 s at 23:30 local time (summer: UTC+1) and 12 s at noon
-        night = stream_event("loitering", "2026-07-01T22:30:00Z", class_name="person",
-                             dwell_seconds=12.0)
-        noon = stream_event("loitering", "2026-07-01T11:00:00Z", class_name="person",
-                            dwell_seconds=12.0)
-        short = stream_event("loitering", "2026-07-01T23:00:00Z", class_name="person",
-                             dwell_seconds=3.0)
+        night = stream_event(
+            "loitering", "2026-07-01T22:30:00Z", class_name="person", dwell_seconds=12.0
+        )
+        noon = stream_event(
+            "loitering", "2026-07-01T11:00:00Z", class_name="person", dwell_seconds=12.0
+        )
+        short = stream_event(
+            "loitering", "2026-07-01T23:00:00Z", class_name="person", dwell_seconds=3.0
+        )
         records = [tier.submit(e, "loitering").result(timeout=30) for e in (night, noon, short)]
     finally:
         tier.close()
@@ -132,8 +152,10 @@ def test_time_window_and_field_conditions_route_in_the_site_time_zone() -> None:
     assert [r.status for r in records] == ["SUCCEEDED"] * 3
     panels = {(r["event"]["event_id"], r["panel"]) for r in recorder.records}
     assert panels == {
-        (night["event_id"], "Alarms"), (night["event_id"], "Log"),
-        (noon["event_id"], "Daytime"), (short["event_id"], "Daytime"),
+        (night["event_id"], "Alarms"),
+        (night["event_id"], "Log"),
+        (noon["event_id"], "Daytime"),
+        (short["event_id"], "Daytime"),
     }
     statuses = [res["status"] for res in action_results(records[0].output)]
     assert statuses == ["recorded", "recorded"]
@@ -192,8 +214,9 @@ def test_loop_and_delay_compile_to_map_and_wait() -> None:
     finally:
         tier.close()
     assert record.status == "SUCCEEDED"
-    items = sorted((r["event"]["index"], r["event"]["item"], r["event"]["event_id"])
-                   for r in recorder.records)
+    items = sorted(
+        (r["event"]["index"], r["event"]["item"], r["event"]["event_id"]) for r in recorder.records
+    )
     assert items == [(0, "a", f"{event['event_id']}-0"), (1, "b", f"{event['event_id']}-1")]
 
 
