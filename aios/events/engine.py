@@ -116,12 +116,13 @@ def _install_router() -> None:
             raw = parameters.get("Payload")
             payload = json.loads(raw) if isinstance(raw, bytes | str) and raw else raw
             try:
-                result = target(payload)
+                # a result that is not JSON fails the task like any other exception
+                result = json.loads(json.dumps(target(payload)))
             except TaskFailure as err:
                 return _function_error(err.error, err.cause)
             except Exception as err:
                 return _function_error("Aios.TaskError", f"{type(err).__name__}: {err}")
-            return {"StatusCode": 200, "Payload": json.loads(json.dumps(result))}
+            return {"StatusCode": 200, "Payload": result}
 
         lambda_eval_utils._invoke_lambda_function = invoke
         _ROUTER["installed"] = True
