@@ -49,9 +49,12 @@ class EventTierSummary:
         }
 
 
-def action_results(output: Any) -> list[dict[str, Any]]:
-    """Collect every ``results.<node>`` entry from an execution's output (any nesting)."""
-    found: list[dict[str, Any]] = []
+def action_results(output: Any) -> list[tuple[str, dict[str, Any]]]:
+    """Collect every ``results.<key>`` entry (key, result) from an execution's output.
+
+    Keys are node ids made path-safe; a pulse's second step is ``<node>_restore``.
+    """
+    found: list[tuple[str, dict[str, Any]]] = []
 
     def walk(value: Any) -> None:
         if isinstance(value, list):
@@ -60,9 +63,9 @@ def action_results(output: Any) -> list[dict[str, Any]]:
         elif isinstance(value, dict):
             results = value.get("results")
             if isinstance(results, dict):
-                for item in results.values():
+                for key, item in results.items():
                     if isinstance(item, dict) and "status" in item:
-                        found.append(item)
+                        found.append((str(key), item))
                     else:
                         walk(item)
             walk(value.get("branches"))
@@ -205,8 +208,8 @@ class EventTier:
         record = self.engine.execute(data, name=name)
         with self._lock:
             self.summary.executions[record.status] += 1
-            for result in action_results(record.output):
-                counter = self.summary.results.setdefault(str(result.get("node_id")), Counter())
+            for key, result in action_results(record.output):
+                counter = self.summary.results.setdefault(key, Counter())
                 counter[str(result.get("status"))] += 1
         if record.status != "SUCCEEDED":
             log.warning("execution %s %s: %s %s", name, record.status, record.error, record.cause)

@@ -85,7 +85,7 @@ class ValidationIssue:
         }
 
 
-class PipelineInvalid(ValueError):  # noqa: N818 - reads as 'raise PipelineInvalid'
+class PipelineInvalid(ValueError):
     """A pipeline document has problems; ``issues`` lists every one of them."""
 
     def __init__(self, issues: list[ValidationIssue]) -> None:

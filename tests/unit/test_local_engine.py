@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import gc
 import json
+import os
+import subprocess
+import sys
 import threading
 import weakref
 from datetime import datetime
@@ -279,6 +282,45 @@ def test_each_execution_has_its_own_history() -> None:
         assert started["type"] == "ExecutionStarted"
         assert json.loads(started["executionStartedEventDetails"]["input"]) == {"n": n}
         assert record.history[-1]["type"] == "ExecutionSucceeded"
+
+
+# --- known divergences from Step Functions ----------------------------------------------------
+
+WAIT_IN_TIME_ZONE = """
+import threading
+from datetime import UTC, datetime, timedelta
+from aios.events.engine import LocalEngine
+
+past = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+definition = {"StartAt": "W", "States": {"W": {"Type": "Wait", "Timestamp": past, "End": True}}}
+engine = LocalEngine(definition, {})
+run = threading.Thread(target=engine.execute, args=({},), daemon=True)
+run.start()
+run.join(timeout=3)
+print("still waiting" if run.is_alive() else "finished")
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the interpreter subtracts the machine's local wall time (naive datetime.now()) from "
+    "a Wait's UTC timestamp, so west of UTC a past timestamp waits for hours",
+)
+def test_wait_until_past_timestamp_ignores_machine_time_zone() -> None:
+    """A Wait until a past UTC timestamp returns at once on a machine at UTC-3."""
+    # GIVEN a process whose local time zone is three hours behind UTC
+    env = {**os.environ, "TZ": "America/Sao_Paulo"}
+    # WHEN it runs a Wait until an hour ago
+    result = subprocess.run(
+        [sys.executable, "-c", WAIT_IN_TIME_ZONE],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    # THEN the execution has finished within a few seconds
+    assert result.stdout.strip() == "finished"
 
 
 # --- bindings ---------------------------------------------------------------------------------

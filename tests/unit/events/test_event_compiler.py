@@ -157,7 +157,7 @@ def test_time_window_and_field_conditions_route_in_the_site_time_zone() -> None:
         (noon["event_id"], "Daytime"),
         (short["event_id"], "Daytime"),
     }
-    statuses = [res["status"] for res in action_results(records[0].output)]
+    statuses = [res["status"] for _key, res in action_results(records[0].output)]
     assert statuses == ["recorded", "recorded"]
 
 
