@@ -26,9 +26,10 @@ A case is one JSON file::
 developer guide). Both engines run LocalStack's ASL interpreter as vendored in moto: the local
 engine binds Tasks to the case's behaviours in-process; moto runs an Express state machine
 whose Tasks are moto Lambda functions, with ``LambdaSimpleBackend.invoke`` replaced by the
-same behaviours. Both must give the expected result (or the documented divergence) and agree
-with each other; moto's run happens while the local engine still holds its bindings, which
-checks that the engine routes only the Lambda ARNs it owns.
+same behaviours (moto 5.2 has no StartSyncExecution: the execution is started and
+DescribeExecution polled until it ends). Both must give the expected result (or the
+documented divergence) and agree with each other; moto's run happens while the local engine
+still holds its bindings, which checks that the engine routes only the Lambda ARNs it owns.
 """
 
 from __future__ import annotations

@@ -293,8 +293,10 @@ def test_source_reconnects_after_server_restart_on_same_port(server: RtspServer)
         # WHEN the server is killed
         server.stop()
         # THEN the source notices within bounded time
-        assert wait_until(lambda: not source.health().connected, 10)
-        assert source.health().last_error is not None
+        # (the error is recorded just after the connection is marked down)
+        assert wait_until(
+            lambda: not source.health().connected and source.health().last_error is not None, 10
+        ), source.health()
         # WHEN a new server starts on the same port
         count = consumer.count()
         server.start()

@@ -296,7 +296,7 @@ definition = {"StartAt": "W", "States": {"W": {"Type": "Wait", "Timestamp": past
 engine = LocalEngine(definition, {})
 run = threading.Thread(target=engine.execute, args=({},), daemon=True)
 run.start()
-run.join(timeout=3)
+run.join(timeout=2)
 print("still waiting" if run.is_alive() else "finished")
 """
 
