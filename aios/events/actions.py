@@ -43,7 +43,7 @@ from tenacity import (
 )
 
 from aios.catalog.base import NodeConfig
-from aios.events.secrets import SecretNotFound
+from aios.events.secrets import SecretNotFound, env_var_for
 from aios.events.task import PermanentError, TaskRequest, TaskServices, TransientError
 
 ActionStatus = Literal["sent", "recorded", "throttled", "duplicate", "disabled", "not_configured"]
@@ -218,6 +218,15 @@ class Action(Generic[C]):
 
     def check_configured(self, request: TaskRequest) -> None:
         """Raise :class:`NotConfigured` naming what to set when a secret or recipient is missing."""
+
+    def secret(self, name: str, what: str) -> str:
+        """Return secret ``name``; raise :class:`NotConfigured` saying it should hold ``what``."""
+        try:
+            return self.services.secrets.get(name)
+        except SecretNotFound as err:
+            raise NotConfigured(
+                f"set secret '{name}' ({env_var_for(name)} or the secrets file) to {what}"
+            ) from err
 
     def send(self, request: TaskRequest) -> dict[str, Any]:
         """Perform the action once; return details for the result.

@@ -51,7 +51,7 @@ from aios.catalog.base import (
     Tier,
 )
 from aios.events.actions import Action, ActionConfig, NotConfigured, Template, render
-from aios.events.secrets import SecretName, SecretNotFound, env_var_for
+from aios.events.secrets import SecretName
 from aios.events.task import PermanentError, TaskRequest, TransientError
 
 _ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$|^[^@\s<>]+@localhost$")
@@ -263,14 +263,9 @@ class EmailAction(Action[EmailConfig]):
     def _password(self) -> str | None:
         if self.config.username is None:
             return None
-        name = self.config.password_secret
-        try:
-            return self.services.secrets.get(name)
-        except SecretNotFound as err:
-            raise NotConfigured(
-                f"set secret '{name}' ({env_var_for(name)}) to the SMTP password of "
-                f"'{self.config.username}'"
-            ) from err
+        return self.secret(
+            self.config.password_secret, f"the SMTP password of '{self.config.username}'"
+        )
 
     def check_configured(self, request: TaskRequest) -> None:
         """Raise :class:`NotConfigured` without recipients or without the login password."""

@@ -65,7 +65,7 @@ from aios.events.actions import (
     Template,
     render,
 )
-from aios.events.secrets import SecretName, SecretNotFound, env_var_for, redact
+from aios.events.secrets import SecretName, redact
 from aios.events.task import PermanentError, TaskRequest, TransientError
 
 SIGNATURE_PREFIX = "sha256="
@@ -346,25 +346,17 @@ class HttpPostAction(Action[HttpPostConfig]):
 
     channel = "http_post"
 
-    def _secret(self, name: str, what: str) -> str:
-        try:
-            return self.services.secrets.get(name)
-        except SecretNotFound as err:
-            raise NotConfigured(
-                f"set secret '{name}' ({env_var_for(name)} or the secrets file) to {what}"
-            ) from err
-
     def check_configured(self, request: TaskRequest) -> None:
         """Raise :class:`NotConfigured` when the URL or a named secret is missing."""
         cfg = self.config
         if not cfg.url and not cfg.url_secret:
             raise NotConfigured("set 'url' (or 'url_secret') to the address to POST to")
         if cfg.url_secret:
-            self._secret(cfg.url_secret, "the URL to POST to")
+            self.secret(cfg.url_secret, "the URL to POST to")
         if cfg.signing_secret:
-            self._secret(cfg.signing_secret, "the secret shared with the receiver")
+            self.secret(cfg.signing_secret, "the secret shared with the receiver")
         if cfg.authorization_secret:
-            self._secret(cfg.authorization_secret, "the Authorization header value")
+            self.secret(cfg.authorization_secret, "the Authorization header value")
 
     def _body(self, request: TaskRequest) -> tuple[bytes, str]:
         cfg = self.config
@@ -395,7 +387,7 @@ class HttpPostAction(Action[HttpPostConfig]):
         cfg = self.config
         secrets: list[str] = []
         if cfg.url_secret:
-            url = self._secret(cfg.url_secret, "the URL to POST to")
+            url = self.secret(cfg.url_secret, "the URL to POST to")
             secrets.append(url)
             target = f"the URL in secret '{cfg.url_secret}'"
             try:
@@ -416,11 +408,11 @@ class HttpPostAction(Action[HttpPostConfig]):
         if event_id:
             headers[cfg.idempotency_header] = str(event_id)
         if cfg.authorization_secret:
-            value = self._secret(cfg.authorization_secret, "the Authorization header value")
+            value = self.secret(cfg.authorization_secret, "the Authorization header value")
             secrets.append(value)
             headers["Authorization"] = value
         if cfg.signing_secret:
-            secret = self._secret(cfg.signing_secret, "the secret shared with the receiver")
+            secret = self.secret(cfg.signing_secret, "the secret shared with the receiver")
             secrets.append(secret)
             timestamp = int(self.services.now().timestamp())
             headers[cfg.timestamp_header] = str(timestamp)

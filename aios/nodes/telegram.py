@@ -55,7 +55,7 @@ from aios.events.actions import (
     Template,
     render,
 )
-from aios.events.secrets import SecretName, SecretNotFound, env_var_for, redact
+from aios.events.secrets import SecretName, redact
 from aios.events.state import StateStore
 from aios.events.task import PermanentError, TaskRequest, TransientError
 
@@ -338,14 +338,7 @@ class TelegramAction(Action[TelegramConfig]):
     channel = "telegram"
 
     def _token(self) -> str:
-        name = self.config.bot_token_secret
-        try:
-            return self.services.secrets.get(name)
-        except SecretNotFound as err:
-            raise NotConfigured(
-                f"set secret '{name}' ({env_var_for(name)} or the secrets file) to the bot "
-                "token from @BotFather"
-            ) from err
+        return self.secret(self.config.bot_token_secret, "the bot token from @BotFather")
 
     def check_configured(self, request: TaskRequest) -> None:
         """Raise :class:`NotConfigured` when the bot token or the chats are missing."""

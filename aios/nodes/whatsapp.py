@@ -54,7 +54,7 @@ from aios.events.actions import (
     render,
 )
 from aios.events.envelope import parse_time
-from aios.events.secrets import SecretName, SecretNotFound, env_var_for, redact
+from aios.events.secrets import SecretName, redact
 from aios.events.state import StateStore
 from aios.events.task import PermanentError, TaskRequest, TransientError
 from aios.nodes.http_post import parse_retry_after
@@ -357,14 +357,7 @@ class WhatsAppAction(Action[WhatsAppConfig]):
     channel = "whatsapp"
 
     def _token(self) -> str:
-        name = self.config.access_token_secret
-        try:
-            return self.services.secrets.get(name)
-        except SecretNotFound as err:
-            raise NotConfigured(
-                f"set secret '{name}' ({env_var_for(name)} or the secrets file) to the "
-                "WhatsApp Cloud API access token"
-            ) from err
+        return self.secret(self.config.access_token_secret, "the WhatsApp Cloud API access token")
 
     def check_configured(self, request: TaskRequest) -> None:
         """Raise :class:`NotConfigured` when the token, sender or recipients are missing."""
