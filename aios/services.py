@@ -1,0 +1,67 @@
+"""What the service side's code is given to work with, built once per process.
+
+In ``aios up`` every port has its local adapter (SQLite store, embedded MQTT broker, local
+ASL engine, WebSocket feed); in a Lambda the cloud ones (DynamoDB, IoT Core, Step
+Functions). Domain code (fleet, API, runs) only ever sees :class:`Services`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from aios.config import Settings
+from aios.domain import Run, utcnow
+from aios.store.port import Store
+
+Clock = Callable[[], datetime]
+"""Returns the current time, timezone-aware UTC (tests pass a controllable one)."""
+
+
+class Feed(Protocol):
+    """Live messages to consoles (local: WebSocket; cloud: API Gateway WebSocket/IoT).
+
+    Channels: ``devices`` (status changes, heartbeats summarised), ``notifications``
+    (alerts raised/cleared/acknowledged), ``pipelines/{pipeline_id}`` (run status, counters,
+    events of its runs). ``message`` is JSON-serialisable with a ``type`` key.
+    """
+
+    def publish(self, channel: str, message: dict[str, Any]) -> None: ...
+
+
+class DeviceLink(Protocol):
+    """Messages to devices over MQTT (local broker or AWS IoT Core), QoS 1."""
+
+    def publish(self, topic: str, payload: dict[str, Any], *, retain: bool = False) -> None: ...
+
+
+class RunLauncher(Protocol):
+    """Starts and stops the workers of a pipeline run (local threads, or the lifecycle
+    state machine in the cloud). Both return quickly; progress is written to the run
+    record (``store.runs``) and published on ``pipelines/{pipeline_id}``."""
+
+    def start(self, run: Run, document: dict[str, Any]) -> None: ...
+
+    def stop(self, run_id: str) -> None: ...
+
+
+class NullFeed:
+    """A feed nobody listens to (batch jobs, Lambda functions without a live channel)."""
+
+    def publish(self, channel: str, message: dict[str, Any]) -> None:
+        return None
+
+
+@dataclass
+class Services:
+    """The ports of one process. ``link``/``launcher`` are ``None`` where the process
+    cannot reach devices or start runs (the API then answers 503 for those endpoints)."""
+
+    store: Store
+    settings: Settings
+    clock: Clock = utcnow
+    feed: Feed = field(default_factory=NullFeed)
+    link: DeviceLink | None = None
+    launcher: RunLauncher | None = None

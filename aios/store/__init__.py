@@ -1,0 +1,1 @@
+"""Service stores: ports (:mod:`aios.store.port`) and their adapters."""
