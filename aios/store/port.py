@@ -203,9 +203,7 @@ class CommandStore(Protocol):
         longer pending (a late response after a timeout is refused, not overwritten)."""
         ...
 
-    def list(
-        self, device_id: str, *, limit: int = 100, cursor: str | None = None
-    ) -> Page[Command]:
+    def list(self, device_id: str, *, limit: int = 100, cursor: str | None = None) -> Page[Command]:
         """The device's commands, newest first."""
         ...
 
@@ -267,9 +265,7 @@ class RunStore(Protocol):
         """Raises NotFound, Conflict."""
         ...
 
-    def list(
-        self, pipeline_id: str, *, limit: int = 100, cursor: str | None = None
-    ) -> Page[Run]:
+    def list(self, pipeline_id: str, *, limit: int = 100, cursor: str | None = None) -> Page[Run]:
         """The pipeline's runs, newest ``started_at`` first."""
         ...
 
