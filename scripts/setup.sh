@@ -27,10 +27,11 @@ if [[ $(grep -c 'Candidate: [0-9]' <<<"$policy") -lt 2 ]]; then
 fi
 
 if [[ $DEV -eq 1 ]]; then
-  # GStreamer's RTSP server is the real RTSP peer of the camera tests.
+  # GStreamer's RTSP server is the real RTSP peer of the camera tests; Mosquitto is the
+  # MQTT 5 broker of the ingestion and connector tests (started by the tests themselves).
   SYSTEM_PACKAGES=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp
     gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
-    gstreamer1.0-plugins-ugly gstreamer1.0-libav)
+    gstreamer1.0-plugins-ugly gstreamer1.0-libav mosquitto)
   missing=()
   for pkg in "${SYSTEM_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
