@@ -111,6 +111,9 @@ class EventTier:
         timezone: the site's IANA time zone (time-of-day conditions).
         workers: executions run at once.
         on_execution: called with every finished execution record.
+        on_event: called with every event and the node it enters at, just before its
+            execution is queued (live feeds, counters); an exception it raises is logged
+            and does not stop the execution.
 
     Raises:
         ValueError: the pipeline has no event tier.
@@ -126,6 +129,7 @@ class EventTier:
         timezone: str = "UTC",
         workers: int = 4,
         on_execution: Callable[[ExecutionRecord], None] | None = None,
+        on_event: Callable[[Event, str], None] | None = None,
     ) -> None:
         compiled = compile_pipeline(pipeline)
         if compiled is None:
@@ -135,6 +139,7 @@ class EventTier:
         self.services = services
         self.timezone = timezone
         self.on_execution = on_execution
+        self.on_event = on_event
         self.summary = EventTierSummary()
         self._lock = threading.Lock()
         self.tasks: dict[str, EventTask] = {}
@@ -190,6 +195,11 @@ class EventTier:
         """
         if self._closed:
             raise RuntimeError("the event tier is closed")
+        if self.on_event is not None:
+            try:
+                self.on_event(event, entry)
+            except Exception:
+                log.exception("observing event %s failed", event.get("event_id"))
         data = make_input(
             event, pipeline=self.pipeline.document.name, entry=entry, timezone=self.timezone
         )

@@ -177,7 +177,7 @@ class _Annotator:
             self.writer.close()
 
 
-def _clip_buffer_seconds(pipeline: ValidatedPipeline, source_id: str) -> float:
+def clip_buffer_seconds(pipeline: ValidatedPipeline, source_id: str) -> float:
     """Return the longest pre-event clip any node downstream of the source asks for."""
     longest = 0.0
     for node_id in pipeline.downstream_of(source_id):
@@ -297,7 +297,7 @@ def run_batch(
 
     def make_evidence(source_id: str) -> EvidenceRecorder:
         recorder = EvidenceRecorder(
-            media_dir, source_id, buffer_seconds=_clip_buffer_seconds(pipeline, source_id)
+            media_dir, source_id, buffer_seconds=clip_buffer_seconds(pipeline, source_id)
         )
         recorders[source_id] = recorder
         return recorder

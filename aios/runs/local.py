@@ -1,0 +1,671 @@
+"""Runs pipelines in threads of this process: the run launcher of ``aios up``.
+
+Each run gets a thread that does what ``aios run`` does — the stream tier
+(:class:`~aios.runtime.stream.StreamRunner`) over the pipeline's cameras and files, its
+events feeding the event tier (:class:`~aios.events.runtime.EventTier`) on the local ASL
+engine — and, for pipelines without video (webhook, sensor data and timer inputs), the
+event tier alone until Stop. Files of a run live under ``<data_dir>/runs/<run_id>/``:
+``media/`` (snapshots and clips) and ``executions.jsonl`` (one event-tier execution per
+line). State kept between executions and runs (cooldowns, storage, webhook idempotency
+keys) is one SQLite file, ``<data_dir>/state.sqlite``, shared by the runs. Secrets come
+from ``AIOS_SECRET_<NAME>`` variables, then ``settings.secrets_file``.
+
+What a run writes to the service:
+
+- Its status: ``running`` at the first frame (pipelines with video) or once the event
+  inputs listen (pipelines without); ``succeeded`` when its video sources end;
+  ``stopped`` after Stop, once sources, clips and executions in flight are finished;
+  ``failed`` with the error (the message names the node) when a node fails.
+- Its counters, about once a second while they change (conditional writes, retried on
+  Conflict), also published as ``run.counters`` on ``pipelines/{pipeline_id}``::
+
+      {"frames": {"camera": 412}, "fps": {"camera": 9.8}, "dropped_frames": {"camera": 0},
+       "events": {"restricted": 7, "door": 2}, "executions": {"succeeded": 9, "failed": 0},
+       "actions": {"siren": {"sent": 1, "throttled": 2}}, "events_stored": 9,
+       "elapsed_seconds": 41.2}
+
+  ``frames``/``fps``/``dropped_frames`` per video source (``fps`` over the last interval);
+  ``events`` per node that emits them (stream-tier nodes, event-tier inputs);
+  ``actions`` per action node, by result status (from each execution's output).
+- Its events, as :class:`~aios.domain.EventRecord` in ``store.events`` (``id``: the
+  event's idempotency key, so a duplicate is dropped): an event recorded by a dashboard
+  node is stored when the dashboard records it, with the dashboard's severity and
+  ``data.dashboard = {"node_id", "panel", "severity"}``; every other event when its
+  execution ends, with severity ``info`` (pipelines without an event tier: when emitted).
+  Each stored event is published as ``{"type": "event", ...}`` on
+  ``pipelines/{pipeline_id}``. Events recorded by a dashboard are the alert-like ones —
+  the dashboard node is how a pipeline says "show people this" — and are also published
+  on ``notifications`` as ``{"type": "pipeline.event", "pipeline_id", "pipeline_name",
+  "run_id", "event"}``.
+
+At most ``max_concurrent`` runs are active at once; :meth:`LocalRunLauncher.start` over the
+limit raises :class:`~aios.runs.service.RunCapacityExceeded` (the service then records the
+run ``failed`` with that message, so the refusal is visible in the run history).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from aios.catalog.base import Category, Tier
+from aios.domain import EventRecord, Run, RunStatus
+from aios.events.compiler import CompileError
+from aios.events.engine import ExecutionRecord
+from aios.events.envelope import parse_time
+from aios.events.runtime import EventTier, ExecutionLog, action_results
+from aios.events.secrets import ChainSecretStore, EnvSecretStore, FileSecretStore, SecretStore
+from aios.events.state import SqliteStateStore
+from aios.events.task import Event, FolderBlobStore, TaskServices
+from aios.pipeline.validation import ValidatedPipeline, validate_pipeline
+from aios.runs.service import (
+    LauncherUnavailable,
+    RunCapacityExceeded,
+    publish,
+    status_message,
+    update_run,
+)
+from aios.runs.service import channel as pipeline_channel
+from aios.runtime.batch import clip_buffer_seconds
+from aios.runtime.events import StreamEvent, event_key
+from aios.runtime.evidence import EvidenceRecorder
+from aios.runtime.stream import StreamRunner
+from aios.services import Services
+from aios.vision.types import Frame
+
+log = logging.getLogger(__name__)
+
+_EVENT_FIELDS = frozenset({"event_id", "event_type", "time", "source_id"})
+_PRODUCERS_KEPT = 10_000
+"""Recent events whose producing node is remembered (to name it when a dashboard records)."""
+
+
+class _Recorder:
+    """The dashboard nodes' recorder of one run: stores and publishes what they record."""
+
+    def __init__(self, run: LocalRun) -> None:
+        self.run = run
+
+    def record(self, event: Event, *, node_id: str, panel: str, severity: str) -> None:
+        """Store the event with the dashboard's panel and severity."""
+        self.run.store_event(
+            event,
+            severity=severity,
+            dashboard={"node_id": node_id, "panel": panel, "severity": severity},
+        )
+
+
+class _StoreSink:
+    """The stream runner's sink when a pipeline has no event tier: store each event."""
+
+    def __init__(self, run: LocalRun) -> None:
+        self.run = run
+
+    def write(self, event: StreamEvent) -> None:
+        """Store one event that left the stream tier."""
+        self.run.store_event(event.model_dump(mode="json"))
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class LocalRun:
+    """One run in this process: its thread, its runner and event tier, its counters.
+
+    Built by :meth:`LocalRunLauncher.start`; read it with :meth:`LocalRunLauncher.handle`.
+
+    Attributes:
+        run: the run record as it was started.
+        pipeline: the validated revision being run.
+        folder: ``<data_dir>/runs/<run_id>``.
+        runner: the stream tier (``None`` for pipelines without video, or until built).
+        tier: the event tier (``None`` for pipelines without one, or until built).
+        finished: set when the run's thread has ended and the final status is written.
+    """
+
+    def __init__(
+        self,
+        launcher: LocalRunLauncher,
+        run: Run,
+        pipeline: ValidatedPipeline,
+    ) -> None:
+        self.launcher = launcher
+        self.services = launcher.services
+        self.run = run
+        self.pipeline_id = run.pipeline_id
+        self.pipeline = pipeline
+        self.folder = launcher.data_dir / "runs" / run.id
+        self.media_dir = self.folder / "media"
+        self.runner: StreamRunner | None = None
+        self.tier: EventTier | None = None
+        self.finished = threading.Event()
+        self._stop_requested = threading.Event()
+        self._started = threading.Event()
+        self._wake = threading.Event()
+        self._ending = threading.Event()
+        self._lock = threading.Lock()
+        self._input_events: Counter[str] = Counter()
+        self._executions: Counter[str] = Counter()
+        self._actions: dict[str, Counter[str]] = {}
+        self._stored = 0
+        self._producers: OrderedDict[str, str] = OrderedDict()
+        self._last_frames: dict[str, int] = {}
+        self._last_tick = time.monotonic()
+        self._began = time.monotonic()
+        self._last_counters: dict[str, Any] | None = None
+        self._thread = threading.Thread(target=self._main, name=f"run-{run.id}", daemon=True)
+        self._monitor = threading.Thread(
+            target=self._watch, name=f"run-{run.id}-counters", daemon=True
+        )
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the run's thread and its counter writer; return at once."""
+        self._thread.start()
+        self._monitor.start()
+
+    def request_stop(self) -> None:
+        """Ask the run to stop (sources first, then executions in flight); return at once."""
+        self._stop_requested.set()
+        runner = self.runner
+        if runner is not None:
+            runner.stop()
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether Stop was asked for."""
+        return self._stop_requested.is_set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the run to end; return whether it did within ``timeout`` seconds."""
+        return self.finished.wait(timeout)
+
+    def webhook_urls(self) -> dict[str, str]:
+        """Return the URL each webhook input of the run listens on, by node id."""
+        tier = self.tier
+        if tier is None:
+            return {}
+        urls: dict[str, str] = {}
+        for nid, source in tier.sources.items():
+            with contextlib.suppress(RuntimeError):
+                url = getattr(source, "url", None)
+                if isinstance(url, str):
+                    urls[nid] = url
+        return urls
+
+    def _main(self) -> None:
+        error: BaseException | None = None
+        recorders: dict[str, EvidenceRecorder] = {}
+        executions = ExecutionLog(self.folder / "executions.jsonl")
+        try:
+            self.tier = self._event_tier(executions)
+            has_video = any(
+                r.node_type.manifest.category is Category.INPUT
+                and r.node_type.manifest.tier is Tier.STREAM
+                for r in self.pipeline.nodes.values()
+            )
+            if has_video:
+
+                def make_evidence(source_id: str) -> EvidenceRecorder:
+                    recorder = EvidenceRecorder(
+                        self.media_dir,
+                        source_id,
+                        buffer_seconds=clip_buffer_seconds(self.pipeline, source_id),
+                    )
+                    recorders[source_id] = recorder
+                    return recorder
+
+                def on_frame(source_id: str, frame: Frame, *_: Any) -> None:
+                    recorders[source_id].on_frame(frame)
+
+                self.runner = StreamRunner(
+                    self.pipeline,
+                    self.tier if self.tier is not None else _StoreSink(self),
+                    evidence=make_evidence,
+                    on_frame=on_frame,
+                    on_progress=self._on_frame,
+                )
+                if self._stop_requested.is_set():
+                    self.runner.stop()
+            if self.tier is not None and not self._stop_requested.is_set():
+                self.tier.start_sources()
+            if self.runner is not None:
+                self.runner.run()
+            else:
+                self._started.set()
+                self._wake.set()
+                self._stop_requested.wait()
+        except BaseException as err:
+            error = err
+        finally:
+            if self.runner is not None:
+                self.runner.stop()
+            if self.tier is not None:
+                try:
+                    self.tier.close()  # stops inputs, waits for executions in flight
+                except Exception as err:
+                    log.exception("run %s: closing the event tier failed", self.run.id)
+                    error = error or err
+            for recorder in recorders.values():
+                try:
+                    recorder.close()  # finishes clips still recording
+                except Exception:
+                    log.exception("run %s: finishing clips failed", self.run.id)
+            executions.close()
+            self._finish(error)
+
+    def _event_tier(self, executions: ExecutionLog) -> EventTier | None:
+        if not any(r.node_type.manifest.tier is Tier.EVENT for r in self.pipeline.nodes.values()):
+            return None
+        secrets: list[SecretStore] = [EnvSecretStore()]
+        secrets_file = self.services.settings.secrets_file
+        if secrets_file is not None:
+            secrets.append(FileSecretStore(secrets_file))
+        task_services = TaskServices(
+            secrets=ChainSecretStore(*secrets),
+            state=self.launcher.state_store(),
+            blobs=FolderBlobStore(self.media_dir),
+            recorder=_Recorder(self),
+            now=self.services.clock,
+        )
+        timezone = str(self.pipeline.document.metadata.get("timezone") or "UTC")
+
+        def on_execution(record: ExecutionRecord) -> None:
+            executions.write(record)
+            self._on_execution(record)
+
+        try:
+            return EventTier(
+                self.pipeline,
+                task_services,
+                timezone=timezone,
+                on_execution=on_execution,
+                on_event=self._on_event,
+            )
+        except CompileError as err:
+            raise RuntimeError(f"the event tier cannot be compiled: {err}") from err
+
+    def _finish(self, error: BaseException | None) -> None:
+        self._ending.set()
+        self._wake.set()
+        self._monitor.join(timeout=10)
+        if error is not None:
+            status, message = RunStatus.FAILED, str(error) or type(error).__name__
+            log.error("run %s of pipeline %s failed: %s", self.run.id, self.pipeline_id, message)
+        elif self._stop_requested.is_set():
+            status, message = RunStatus.STOPPED, None
+        else:
+            status, message = RunStatus.SUCCEEDED, None
+        counters = self.counters()
+        now = self.services.clock()
+
+        def change(run: Run) -> Run | None:
+            if not run.status.active:
+                return None
+            return run.model_copy(
+                update={
+                    "status": status,
+                    "error": message,
+                    "stopped_at": now,
+                    "counters": counters,
+                }
+            )
+
+        try:
+            final = update_run(self.services.store, self.run.id, change)
+            if final is not None:
+                log.info(
+                    "run %s of pipeline %s %s", self.run.id, self.run.pipeline_id, status.value
+                )
+                publish(self.services.feed, self.channel, status_message(final))
+        except Exception:
+            log.exception("run %s: writing its final status failed", self.run.id)
+        finally:
+            self.launcher.forget(self.run.id)
+            self.finished.set()
+
+    # --- observing ---------------------------------------------------------------------
+
+    @property
+    def channel(self) -> str:
+        """The feed channel of the run: ``pipelines/{pipeline_id}``."""
+        return pipeline_channel(self.run.pipeline_id)
+
+    def _on_frame(self, _source_id: str, _frame: Frame) -> None:
+        if not self._started.is_set():
+            self._started.set()
+            self._wake.set()
+
+    def _on_event(self, event: Event, entry: str) -> None:
+        event_id = str(event.get("event_id", ""))
+        producer = str(event.get("node_id") or entry)
+        with self._lock:
+            if self.tier is not None and entry in self.tier.sources:
+                self._input_events[entry] += 1
+            if event_id:
+                self._producers[event_id] = producer
+                while len(self._producers) > _PRODUCERS_KEPT:
+                    self._producers.popitem(last=False)
+
+    def _on_execution(self, record: ExecutionRecord) -> None:
+        with self._lock:
+            self._executions["succeeded" if record.status == "SUCCEEDED" else "failed"] += 1
+            for key, result in action_results(record.output):
+                self._actions.setdefault(key, Counter())[str(result.get("status"))] += 1
+        data = record.input if isinstance(record.input, dict) else {}
+        event = data.get("event")
+        if isinstance(event, dict):
+            self.store_event(event)
+
+    def store_event(
+        self,
+        event: Mapping[str, Any],
+        *,
+        severity: str = "info",
+        dashboard: dict[str, str] | None = None,
+    ) -> bool:
+        """Store one event of the run (dropped if its id is stored), publish it if new.
+
+        Returns whether it was new. A store or feed failure is logged, not raised (the
+        execution that recorded it goes on).
+        """
+        try:
+            event_id = str(event.get("event_id") or "")
+            if not event_id:
+                event_id = event_key("event", json.dumps(dict(event), sort_keys=True, default=str))
+            with self._lock:
+                producer = self._producers.get(event_id)
+            node_id = str(
+                event.get("node_id") or producer or (dashboard or {}).get("node_id") or "unknown"
+            )
+            data = {k: v for k, v in event.items() if k not in _EVENT_FIELDS}
+            if dashboard is not None:
+                data["dashboard"] = dashboard
+            source_id = event.get("source_id")
+            record = EventRecord(
+                id=event_id,
+                pipeline_id=self.run.pipeline_id,
+                run_id=self.run.id,
+                node_id=node_id,
+                source_id=None if source_id is None else str(source_id),
+                type=str(event.get("event_type") or "event"),
+                time=parse_time(event.get("time")) or self.services.clock(),
+                severity=severity,
+                data=data,
+            )
+            if not self.services.store.events.put(record):
+                return False
+            with self._lock:
+                self._stored += 1
+            body = record.model_dump(mode="json")
+            publish(
+                self.services.feed,
+                self.channel,
+                {
+                    "type": "event",
+                    "pipeline_id": self.run.pipeline_id,
+                    "run_id": self.run.id,
+                    "event": body,
+                },
+            )
+            if dashboard is not None:
+                publish(
+                    self.services.feed,
+                    "notifications",
+                    {
+                        "type": "pipeline.event",
+                        "pipeline_id": self.run.pipeline_id,
+                        "pipeline_name": self.pipeline.document.name,
+                        "run_id": self.run.id,
+                        "event": body,
+                    },
+                )
+            return True
+        except Exception:
+            log.exception("run %s: storing event %s failed", self.run.id, event.get("event_id"))
+            return False
+
+    # --- counters ----------------------------------------------------------------------
+
+    def counters(self) -> dict[str, Any]:
+        """Return the run's counters now (shape in the module doc)."""
+        now = time.monotonic()
+        frames: dict[str, int] = {}
+        fps: dict[str, float] = {}
+        dropped: dict[str, int] = {}
+        events: dict[str, int] = {}
+        runner = self.runner
+        if runner is not None:
+            elapsed = max(now - self._last_tick, 1e-6)
+            for worker in runner.workers:
+                sid = worker.source_node.id
+                count = worker.stats.frames
+                frames[sid] = count
+                fps[sid] = round((count - self._last_frames.get(sid, 0)) / elapsed, 2)
+                dropped[sid] = int(getattr(worker.frame_source, "dropped_frames", 0) or 0)
+                self._last_frames[sid] = count
+            events = {nid: s.events for nid, s in runner.summary.nodes.items() if s.events}
+        self._last_tick = now
+        with self._lock:
+            events.update(self._input_events)
+            executions = {"succeeded": 0, "failed": 0} | dict(self._executions)
+            actions = {k: dict(v) for k, v in sorted(self._actions.items())}
+            stored = self._stored
+        counters: dict[str, Any] = {
+            "frames": frames,
+            "fps": fps,
+            "dropped_frames": dropped,
+            "events": dict(sorted(events.items())),
+            "executions": executions,
+            "actions": actions,
+            "events_stored": stored,
+            "elapsed_seconds": round(now - self._began, 1),
+        }
+        return counters
+
+    def _watch(self) -> None:
+        """Mark the run running when its sources start; write counters every interval."""
+        interval = self.launcher.counters_interval
+        marked_running = False
+        while not self._ending.is_set():
+            self._wake.wait(interval)
+            self._wake.clear()
+            if self._ending.is_set():
+                return
+            try:
+                if not marked_running and self._started.is_set():
+                    marked_running = True
+                    self._mark_running()
+                self._write_counters()
+            except Exception:
+                log.exception("run %s: writing counters failed", self.run.id)
+
+    def _mark_running(self) -> None:
+        def change(run: Run) -> Run | None:
+            if run.status is not RunStatus.STARTING:
+                return None
+            return run.model_copy(update={"status": RunStatus.RUNNING})
+
+        running = update_run(self.services.store, self.run.id, change)
+        if running is not None:
+            log.info("run %s of pipeline %s running", self.run.id, self.run.pipeline_id)
+            publish(self.services.feed, self.channel, status_message(running))
+
+    def _write_counters(self) -> None:
+        counters = self.counters()
+        comparable = {k: v for k, v in counters.items() if k not in ("elapsed_seconds", "fps")}
+        if comparable == self._last_counters:
+            return
+        self._last_counters = comparable
+
+        def change(run: Run) -> Run | None:
+            if not run.status.active:
+                return None
+            return run.model_copy(update={"counters": counters})
+
+        if update_run(self.services.store, self.run.id, change) is None:
+            return
+        publish(
+            self.services.feed,
+            self.channel,
+            {
+                "type": "run.counters",
+                "pipeline_id": self.run.pipeline_id,
+                "run_id": self.run.id,
+                "counters": counters,
+            },
+        )
+
+
+class LocalRunLauncher:
+    """Runs pipelines in threads of this process (implements
+    :class:`aios.services.RunLauncher`).
+
+    Args:
+        services: the process's ports (store, settings, clock, feed).
+        data_dir: folder of run files and of the shared state file.
+        max_concurrent: runs active at once (``settings.max_concurrent_streams``).
+        counters_interval: seconds between counter writes.
+    """
+
+    def __init__(
+        self,
+        services: Services,
+        *,
+        data_dir: Path,
+        max_concurrent: int,
+        counters_interval: float = 1.0,
+    ) -> None:
+        if max_concurrent < 1:
+            raise ValueError(f"max_concurrent must be at least 1, got {max_concurrent}")
+        if counters_interval <= 0:
+            raise ValueError(f"counters_interval must be positive, got {counters_interval}")
+        self.services = services
+        self.data_dir = data_dir
+        self.max_concurrent = max_concurrent
+        self.counters_interval = counters_interval
+        self._runs: dict[str, LocalRun] = {}
+        self._lock = threading.Lock()
+        self._state: SqliteStateStore | None = None
+        self._closed = False
+
+    def state_store(self) -> SqliteStateStore:
+        """Return the state store shared by runs (``<data_dir>/state.sqlite``)."""
+        with self._lock:
+            if self._state is None:
+                self._state = SqliteStateStore(self.data_dir / "state.sqlite")
+            return self._state
+
+    def start(self, run: Run, document: dict[str, Any]) -> None:
+        """Start running ``document`` for ``run`` in a background thread; return at once.
+
+        Raises:
+            RunCapacityExceeded: ``max_concurrent`` runs are active already.
+            LauncherUnavailable: the launcher is shut down (:meth:`shutdown`).
+            aios.pipeline.validation.PipelineInvalid: the document does not validate.
+            RuntimeError: the run is running already.
+        """
+        from aios.nodes import CATALOG
+
+        pipeline = validate_pipeline(document, CATALOG)
+        with self._lock:
+            if self._closed:
+                raise LauncherUnavailable(
+                    "the service is shutting down; start the pipeline once it is back"
+                )
+            if run.id in self._runs:
+                raise RuntimeError(f"run '{run.id}' is running already")
+            if len(self._runs) >= self.max_concurrent:
+                raise RunCapacityExceeded(
+                    f"{len(self._runs)} pipeline runs are active, the most this machine runs "
+                    f"at once (AIOS_MAX_CONCURRENT_STREAMS={self.max_concurrent}); stop one "
+                    "or raise the limit"
+                )
+            local = LocalRun(self, run, pipeline)
+            self._runs[run.id] = local
+        local.start()
+
+    def stop(self, run_id: str) -> None:
+        """Ask the run to stop; return at once (it is marked ``stopped`` when it has).
+
+        A run that is active in the store but not running in this process (nothing can
+        stop it any more) is marked ``stopped`` at once.
+        """
+        with self._lock:
+            local = self._runs.get(run_id)
+        if local is not None:
+            local.request_stop()
+            return
+        now = self.services.clock()
+
+        def change(run: Run) -> Run | None:
+            if not run.status.active:
+                return None
+            return run.model_copy(update={"status": RunStatus.STOPPED, "stopped_at": now})
+
+        stopped = update_run(self.services.store, run_id, change)
+        if stopped is not None:
+            log.warning("run %s was not running in this process; marked stopped", run_id)
+            publish(
+                self.services.feed, pipeline_channel(stopped.pipeline_id), status_message(stopped)
+            )
+
+    def handle(self, run_id: str) -> LocalRun | None:
+        """Return the run if it is running in this process."""
+        with self._lock:
+            return self._runs.get(run_id)
+
+    def active_run_ids(self) -> list[str]:
+        """Return the ids of the runs running in this process."""
+        with self._lock:
+            return sorted(self._runs)
+
+    def forget(self, run_id: str) -> None:
+        """Drop an ended run (called by the run itself)."""
+        with self._lock:
+            self._runs.pop(run_id, None)
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Stop every run and wait for them (graceful shutdown of ``aios up``).
+
+        New starts are refused from now on; each run is marked ``stopping``, then
+        ``stopped`` when its workers have stopped, clips finished and executions in
+        flight done. A run still going after ``timeout`` seconds is left to
+        :meth:`aios.runs.service.PipelineRuns.recover` of the next start.
+        """
+        with self._lock:
+            self._closed = True
+            runs = list(self._runs.values())
+
+        def to_stopping(run: Run) -> Run | None:
+            if run.status not in (RunStatus.STARTING, RunStatus.RUNNING):
+                return None
+            return run.model_copy(update={"status": RunStatus.STOPPING})
+
+        for local in runs:
+            try:
+                stopping = update_run(self.services.store, local.run.id, to_stopping)
+                if stopping is not None:
+                    publish(self.services.feed, local.channel, status_message(stopping))
+            except Exception:
+                log.exception("run %s: marking it stopping failed", local.run.id)
+            local.request_stop()
+        deadline = time.monotonic() + timeout
+        ended = True
+        for local in runs:
+            if not local.join(max(0.0, deadline - time.monotonic())):
+                ended = False
+                log.warning("run %s did not stop within %.0f s", local.run.id, timeout)
+        if ended:
+            with self._lock:
+                state, self._state = self._state, None
+            if state is not None:
+                state.close()
