@@ -1,52 +1,67 @@
-"""``aios/sensor.data@1`` — readings arriving on an MQTT topic, as pipeline events.
+"""``aios/sensor.data@1`` — device telemetry arriving over MQTT, as pipeline events.
 
-The node subscribes to one topic filter on an MQTT broker (paho-mqtt, MQTT 5 or 3.1.1) and
-turns each message into a ``sensor.reading`` event. Two payload shapes are understood:
+The node subscribes (paho-mqtt, MQTT 5 or 3.1.1) to the platform's telemetry topic,
+``dt/aios/{device_id}/telemetry`` — the filter ``dt/aios/+/telemetry`` for every device, or
+one device's topic — where devices publish :class:`aios.messages.Telemetry`::
 
-* the platform's telemetry message, published on ``dt/aios/{device_id}/telemetry``::
+    {"schema_version": 1, "message_id": "t-9", "time": "2026-01-05T09:00:00Z",
+     "samples": [{"metric": "temp_c", "value": 71.5, "unit": "°C"},
+                 {"metric": "running", "value": 1}]}
 
-      {"device_id": "press-7", "ts": "2026-01-05T09:00:00Z", "metrics": {"temp_c": 71.5}}
+Messages are read as the platform's ingester reads them: the topic with
+:func:`aios.messages.parse_topic`, the payload with the :class:`~aios.messages.Telemetry`
+model, so what a device may send is defined once, in :mod:`aios.messages`.
 
-* anything else that is a JSON object (``{"temp_c": 71.5}``, whose keys are the readings)
-  or a bare JSON number or boolean (``71.5``, the reading ``value``).
-
-The event (``data.readings`` holds the values, keyed by metric name)::
+Each message becomes one ``sensor.reading`` event per sample time (a sample's ``time``,
+else the message's): one event for the usual message whose samples were read together;
+for a batch read at several moments, one event per moment, in time order, so that no
+reading is lost in ``readings``, which holds one value per metric. Of two samples of one
+metric at the same time, the later in the message wins. ``data.readings`` holds the
+values (floats; booleans and coils as 0/1) by metric, ``data.units`` the units that were
+sent::
 
     {"event_id": "…", "event_type": "sensor.reading", "time": "2026-01-05T09:00:00Z",
      "source_id": "press-7",
-     "data": {"topic": "dt/aios/press-7/telemetry", "readings": {"temp_c": 71.5},
+     "data": {"topic": "dt/aios/press-7/telemetry",
+              "readings": {"temp_c": 71.5, "running": 1.0}, "units": {"temp_c": "°C"},
+              "message_id": "t-9", "publisher_id": "press-7",
               "received_at": "2026-01-05T09:00:00.120000Z"}}
 
-``time`` is the payload's ``ts`` when it has one (ISO 8601, or seconds since the Unix
-epoch), else the time the message arrived. The device id comes from the topic
-(``dt/aios/{device_id}/…``, or the level named by ``device_id_topic_level``), else from the
-payload's ``device_id``, else it is the topic itself. The topic wins over the payload:
-broker ACLs bind topics to devices, payloads are whatever the device says.
+``source_id`` is the device the readings are about: the message's ``device_id`` when a
+connector publishes for one of its child devices, else the topic's device.
+``publisher_id`` is always the topic's device, the one the broker authenticated (its ACLs
+bind each device to its own topics). The node has no device registry, so unlike the
+ingester it cannot check that a named ``device_id`` is a child of the publisher: a
+condition that must trust ``source_id`` can compare it with ``publisher_id``.
 
-``event_id`` is derived from the topic, device, ``ts`` and the payload's SHA-256, so a
-message the broker delivers twice (QoS 1 redelivery) gets the same id when it carries a
-``ts``; without one, the arrival time is part of the key.
+``event_id`` is derived from the publisher, ``message_id`` and the event's time, so it is
+the same whenever a message is delivered. A message whose ``(publisher, message_id)`` was
+handled within the last :data:`DEDUP_WINDOW` messages is dropped as a ``duplicate`` (QoS 1
+delivers at least once; the protocol processes a message once).
 
-Malformed payloads (not UTF-8 JSON, ``NaN``, a string or list, ``metrics`` that is not an
-object, a ``ts`` that is not a time, larger than ``max_payload_bytes``) are counted in
-:attr:`SensorDataSource.stats` and logged with the topic and the reason, never the payload
-(it may hold credentials or personal data); the client keeps running. Lost connections are
-retried by paho's own loop with exponential backoff between ``reconnect_min_delay_seconds``
-and ``reconnect_max_delay_seconds`` (``Client.reconnect_delay_set``); the subscription is
-renewed on every connect.
+Messages that are not platform telemetry are dropped, counted in
+:attr:`SensorDataSource.stats` by reason — ``bad_topic`` (not ``dt/aios/{id}/telemetry``),
+``too_large`` (over ``max_payload_bytes``), ``bad_json`` (not UTF-8 JSON, ``NaN``, not an
+object), ``invalid`` (not a :class:`~aios.messages.Telemetry`), the ingester's names — and
+logged with the topic, size, reason and the field paths at fault, never the payload (it may
+hold credentials or personal data): the first :data:`LOG_FIRST` of each reason, then every
+:data:`LOG_EVERY`-th, so a misbehaving device cannot flood the log. The client keeps
+running. Lost connections are retried by paho's own loop with exponential backoff between
+``reconnect_min_delay_seconds`` and ``reconnect_max_delay_seconds``
+(``Client.reconnect_delay_set``); the subscription is renewed on every connect.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
+import re
 import threading
 import uuid
+from collections import Counter, OrderedDict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from aios.catalog.base import (
     Category,
@@ -58,8 +73,17 @@ from aios.catalog.base import (
     PortSpec,
     Tier,
 )
+from aios.domain import DEVICE_ID_PATTERN
 from aios.events.secrets import SecretName, SecretNotFound, env_var_for
 from aios.events.task import Emit, Event, PermanentError, TaskServices
+from aios.messages import (
+    MAX_PAYLOAD_BYTES,
+    METRIC_PATTERN,
+    Telemetry,
+    TelemetrySample,
+    TopicKind,
+    parse_topic,
+)
 from aios.runtime.events import event_key
 
 if TYPE_CHECKING:
@@ -68,11 +92,24 @@ if TYPE_CHECKING:
     from paho.mqtt.reasoncodes import ReasonCode
 
 EVENT_TYPE = "sensor.reading"
-PLATFORM_TOPIC_PREFIX = ("dt", "aios")
-"""Device-to-cloud topics are ``dt/aios/{device_id}/{heartbeat|telemetry|events}``."""
 
-MS_EPOCH_THRESHOLD = 1e11
-"""A numeric ``ts`` above this is milliseconds: 1e11 seconds after 1970 is the year 5138."""
+TELEMETRY_FILTER = "dt/aios/+/telemetry"
+"""The filter of every device's telemetry topic (:mod:`aios.messages`)."""
+
+DROP_REASONS = ("bad_topic", "too_large", "bad_json", "invalid")
+"""Why a message is dropped (:class:`InvalidMessage.reason`); the ingester's names."""
+
+DEDUP_WINDOW = 10_000
+"""Messages remembered for duplicate detection (a QoS 1 redelivery comes within seconds)."""
+
+LOG_FIRST = 20
+"""Dropped messages logged per reason before logging thins out."""
+
+LOG_EVERY = 1000
+"""After :data:`LOG_FIRST`, every this-many-th dropped message of a reason is logged."""
+
+_DEVICE_ID_RE = re.compile(DEVICE_ID_PATTERN)
+_METRIC_RE = re.compile(METRIC_PATTERN)
 
 
 def validate_topic_filter(value: str) -> str:
@@ -98,8 +135,28 @@ def validate_topic_filter(value: str) -> str:
     return value
 
 
+def validate_telemetry_filter(value: str) -> str:
+    """Return ``value`` if it is a valid filter of platform telemetry topics, else raise
+    ``ValueError`` saying what to write: ``dt/aios/+/telemetry`` (every device) or
+    ``dt/aios/{device_id}/telemetry`` (one device, id as :data:`DEVICE_ID_PATTERN`)."""
+    validate_topic_filter(value)
+    levels = value.split("/")
+    if (
+        len(levels) != 4
+        or levels[:2] != ["dt", "aios"]
+        or levels[3] != "telemetry"
+        or not (levels[2] == "+" or _DEVICE_ID_RE.match(levels[2]))
+    ):
+        raise ValueError(
+            f"topic {value!r} is not a telemetry topic: devices publish aios.messages.Telemetry "
+            f"on 'dt/aios/{{device_id}}/telemetry'; use '{TELEMETRY_FILTER}' for every device "
+            "or 'dt/aios/<device id>/telemetry' for one"
+        )
+    return value
+
+
 class SensorDataConfig(NodeConfig):
-    """Subscribe to readings published on an MQTT broker."""
+    """Subscribe to the telemetry devices publish on an MQTT broker."""
 
     host: str = Field(
         default="127.0.0.1",
@@ -154,39 +211,31 @@ class SensorDataConfig(NodeConfig):
         "characters, hence at most 14 here).",
     )
     topic: str = Field(
-        default="dt/aios/+/telemetry",
-        title="Topic filter",
-        description="Topic filter to subscribe to; '+' matches one level, '#' the rest, "
-        "e.g. 'dt/aios/+/telemetry' or 'plant/#'.",
+        default=TELEMETRY_FILTER,
+        title="Telemetry topic",
+        description="Where devices publish telemetry: 'dt/aios/+/telemetry' for every "
+        "device, or 'dt/aios/<device id>/telemetry' for one.",
     )
     qos: Literal[0, 1] = Field(
         default=1,
         title="QoS",
         description="0: at most once (readings may be lost); 1: at least once (the broker "
-        "redelivers until acknowledged, so a reading may arrive twice).",
-    )
-    device_id_topic_level: int | None = Field(
-        default=None,
-        ge=0,
-        le=31,
-        title="Device id topic level",
-        description="0-based topic level holding the device id (e.g. 1 for "
-        "'sensors/{id}/temp'); empty: level 2 of 'dt/aios/{id}/…' topics, else the "
-        "payload's device_id, else the whole topic.",
+        "redelivers until acknowledged; redelivered messages are dropped by message_id).",
     )
     fields: list[str] = Field(
         default_factory=list,
         max_length=100,
-        title="Fields",
-        description="Reading names to keep (a bare number is 'value'); messages with none of "
-        "them are skipped. Empty: keep every reading.",
+        title="Metrics",
+        description="Metric names to keep, e.g. 'temp_c'; messages with none of them are "
+        "skipped. Empty: keep every metric.",
     )
     max_payload_bytes: int = Field(
-        default=65_536,
-        ge=16,
-        le=1_048_576,
-        title="Largest payload (bytes)",
-        description="Messages larger than this many bytes are counted as malformed.",
+        default=MAX_PAYLOAD_BYTES,
+        ge=64,
+        le=MAX_PAYLOAD_BYTES,
+        title="Largest message (bytes)",
+        description="Messages larger than this many bytes are dropped (too_large); at most "
+        f"{MAX_PAYLOAD_BYTES}, the platform's limit (AWS IoT Core's MQTT payload limit).",
     )
     keepalive_seconds: int = Field(
         default=60,
@@ -214,13 +263,17 @@ class SensorDataConfig(NodeConfig):
     @field_validator("topic")
     @classmethod
     def _valid_topic(cls, value: str) -> str:
-        return validate_topic_filter(value)
+        return validate_telemetry_filter(value)
 
     @field_validator("fields")
     @classmethod
     def _valid_fields(cls, value: list[str]) -> list[str]:
-        if any(not name.strip() for name in value):
-            raise ValueError("field names must not be empty")
+        for name in value:
+            if not _METRIC_RE.match(name):
+                raise ValueError(
+                    f"metric name {name!r} must match {METRIC_PATTERN} (a letter, then "
+                    "letters, digits, '_', '.', ':', '-'), as devices send it"
+                )
         return list(dict.fromkeys(value))
 
     @model_validator(mode="after")
@@ -241,93 +294,121 @@ MANIFEST = NodeManifest(
     category=Category.INPUT,
     tier=Tier.EVENT,
     title="Sensor data",
-    description="Readings published on an MQTT topic (telemetry from devices, or any JSON "
-    "number or object), each one an event for conditions and actions.",
+    description="Telemetry devices publish on dt/aios/{device}/telemetry (the platform's "
+    "Telemetry message, also from connectors for their PLCs and sensors), each message an "
+    "event for conditions and actions.",
     icon="thermometer",
     outputs=(
         PortSpec(
             name="events",
             kind=PortKind.EVENT,
             title="Readings",
-            description="One 'sensor.reading' event per message; values in data.readings.",
+            description="One 'sensor.reading' event per message (per sample time in a "
+            "batch); values by metric in data.readings, the device in source_id.",
         ),
     ),
 )
 
 
-class MalformedPayload(ValueError):
-    """A message that is not a reading; the text says why, never what the payload held."""
+class InvalidMessage(ValueError):
+    """A message that is not platform telemetry; the text says why, never what it held.
+
+    Attributes:
+        reason: one of :data:`DROP_REASONS`.
+        detail: what is wrong (topic, sizes, field paths and rules; no payload values).
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
 
 
 def _reject_constant(name: str) -> Any:
-    raise MalformedPayload(f"JSON constant {name} is not a number")
+    raise InvalidMessage("bad_json", f"JSON constant {name} is not a number")
+
+
+_JSON_TYPES = {bool: "boolean", int: "number", float: "number", str: "string", list: "array"}
+
+
+def _errors(err: ValidationError, limit: int = 3) -> str:
+    """Field paths and messages of a validation error, without the input values."""
+    parts = []
+    for e in err.errors(include_input=False, include_url=False)[:limit]:
+        path = ".".join(str(p)[:64] for p in e["loc"]) or "(message)"
+        parts.append(f"{path}: {e['msg']}")
+    more = err.error_count() - limit
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
 
 
 def _utc_iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _parse_ts(value: Any) -> datetime:
-    """Return the payload's ``ts`` as an aware UTC datetime.
-
-    Accepts ISO 8601 text (no offset means UTC) or seconds since the Unix epoch (a
-    number above :data:`MS_EPOCH_THRESHOLD` is milliseconds).
-    """
-    if isinstance(value, bool):
-        raise MalformedPayload("ts must be ISO 8601 text or seconds since the epoch")
-    if isinstance(value, int | float):
-        seconds = value / 1000.0 if abs(value) > MS_EPOCH_THRESHOLD else float(value)
-        try:
-            return datetime.fromtimestamp(seconds, UTC)
-        except (OverflowError, OSError, ValueError) as err:
-            raise MalformedPayload("ts is out of range") from err
-    if isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError as err:
-            raise MalformedPayload("ts is not an ISO 8601 date and time") from err
-        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    raise MalformedPayload("ts must be ISO 8601 text or seconds since the epoch")
-
-
-def parse_payload(payload: bytes) -> tuple[dict[str, Any], str | None, datetime | None]:
-    """Return ``(readings, device_id or None, ts or None)`` from a message payload.
+def parse_message(
+    topic: str, payload: bytes, *, max_payload_bytes: int = MAX_PAYLOAD_BYTES
+) -> tuple[str, Telemetry]:
+    """Return ``(device id of the topic, message)`` of one telemetry message.
 
     Raises:
-        MalformedPayload: not UTF-8 JSON, or JSON that is not a reading (see module doc).
+        InvalidMessage: ``bad_topic`` (not ``dt/aios/{device_id}/telemetry``),
+            ``too_large`` (more than ``max_payload_bytes``), ``bad_json`` (not UTF-8 JSON
+            text of an object; ``NaN`` and ``Infinity`` are not JSON) or ``invalid`` (not a
+            :class:`aios.messages.Telemetry`; the detail names the fields at fault).
     """
     try:
-        value = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
+        publisher_id, kind = parse_topic(topic)
+    except ValueError as err:
+        raise InvalidMessage("bad_topic", str(err)) from err
+    if kind is not TopicKind.TELEMETRY:
+        raise InvalidMessage(
+            "bad_topic", f"a {kind} topic; telemetry is published on dt/aios/<device id>/telemetry"
+        )
+    if len(payload) > max_payload_bytes:
+        raise InvalidMessage("too_large", f"{len(payload)} bytes > {max_payload_bytes}")
+    try:
+        data = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
     except UnicodeDecodeError as err:
-        raise MalformedPayload("payload is not UTF-8 text") from err
+        raise InvalidMessage("bad_json", "payload is not UTF-8 text") from err
     except json.JSONDecodeError as err:
-        raise MalformedPayload(
-            f"payload is not JSON: {err.msg} at line {err.lineno} column {err.colno}"
+        raise InvalidMessage(
+            "bad_json", f"not JSON: {err.msg} at line {err.lineno} column {err.colno}"
         ) from err
     except RecursionError as err:
-        raise MalformedPayload("payload is nested too deeply") from err
-    if isinstance(value, bool | int | float):
-        return {"value": value}, None, None
-    if not isinstance(value, dict):
-        raise MalformedPayload(
-            f"payload is a JSON {type(value).__name__}, expected an object or a number"
+        raise InvalidMessage("bad_json", "JSON nested too deeply") from err
+    if not isinstance(data, dict):
+        found = _JSON_TYPES.get(type(data), "null")
+        raise InvalidMessage(
+            "bad_json", f"a JSON {found}, expected an object (aios.messages.Telemetry)"
         )
-    device = value.get("device_id")
-    if device is not None and not (isinstance(device, str | int) and not isinstance(device, bool)):
-        raise MalformedPayload("device_id must be text")
-    device_id = str(device) if device is not None and str(device) else None
-    ts = _parse_ts(value["ts"]) if value.get("ts") is not None else None
-    if "metrics" in value:
-        metrics = value["metrics"]
-        if not isinstance(metrics, dict):
-            raise MalformedPayload("metrics must be a JSON object of name to value")
-        return dict(metrics), device_id, ts
-    readings = {k: v for k, v in value.items() if k not in ("device_id", "ts")}
-    return readings, device_id, ts
+    try:
+        message = Telemetry.model_validate(data)
+    except ValidationError as err:
+        raise InvalidMessage("invalid", _errors(err)) from err
+    return publisher_id, message
+
+
+class _RecentMessages:
+    """The last ``size`` message keys seen, oldest forgotten first (network thread only)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._keys: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    def seen(self, key: tuple[str, str]) -> bool:
+        """Whether ``key`` was added within the last ``size`` keys."""
+        return key in self._keys
+
+    def add(self, key: tuple[str, str]) -> None:
+        """Remember ``key``."""
+        self._keys[key] = None
+        self._keys.move_to_end(key)
+        while len(self._keys) > self.size:
+            self._keys.popitem(last=False)
 
 
 class SensorDataSource:
-    """Subscribes to the configured topic and emits one event per well-formed reading.
+    """Subscribes to the telemetry topic and emits the readings of each valid message.
 
     Attributes:
         config: the validated configuration.
@@ -344,7 +425,12 @@ class SensorDataSource:
         self._subscribed = threading.Event()
         self._sub_mid: int | None = None
         self._lock = threading.Lock()
-        self._stats = {"received": 0, "emitted": 0, "malformed": 0, "skipped": 0, "failed": 0}
+        self._stats: Counter[str] = Counter(
+            dict.fromkeys(
+                ("received", "emitted", "skipped", "duplicate", "failed", *DROP_REASONS), 0
+            )
+        )
+        self._recent = _RecentMessages(DEDUP_WINDOW)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -419,15 +505,18 @@ class SensorDataSource:
 
     @property
     def stats(self) -> dict[str, int]:
-        """Counts since start: ``received``, ``emitted``, ``malformed``, ``skipped`` (no
-        configured field in the message) and ``failed`` (the pipeline refused the event,
-        or reading the message failed unexpectedly)."""
+        """Counts since the node was built: ``received`` messages; ``emitted`` events;
+        ``skipped`` messages with none of the configured ``fields``; ``duplicate``
+        messages (a ``message_id`` already handled); messages dropped as ``bad_topic``,
+        ``too_large``, ``bad_json`` or ``invalid`` (:data:`DROP_REASONS`); ``failed``:
+        events the pipeline refused, or messages whose reading failed unexpectedly."""
         with self._lock:
             return dict(self._stats)
 
-    def _count(self, name: str) -> None:
+    def _count(self, name: str) -> int:
         with self._lock:
             self._stats[name] += 1
+            return self._stats[name]
 
     # --- paho callbacks (run in paho's network thread) ----------------------------------------
 
@@ -493,87 +582,105 @@ class SensorDataSource:
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         # Never let an exception escape: paho would end its network thread.
         self._count("received")
+        topic, payload = message.topic, bytes(message.payload)
         try:
-            event = self.to_event(message.topic, bytes(message.payload))
-        except MalformedPayload as err:
-            self._count("malformed")
-            self.log.warning(
-                "sensor data: malformed message on %s (%d bytes): %s",
-                message.topic,
-                len(message.payload),
-                err,
+            publisher_id, telemetry = parse_message(
+                topic, payload, max_payload_bytes=self.config.max_payload_bytes
             )
+            key = (publisher_id, telemetry.message_id)
+            if self._recent.seen(key):
+                self._count("duplicate")
+                return
+            events = self.events_for(topic, publisher_id, telemetry)
+        except InvalidMessage as err:
+            n = self._count(err.reason)
+            if n <= LOG_FIRST or n % LOG_EVERY == 0:
+                self.log.warning(
+                    "sensor data: dropped a message on %s (%d bytes), %s #%d: %s",
+                    topic,
+                    len(payload),
+                    err.reason,
+                    n,
+                    err.detail,
+                )
             return
         except Exception as err:  # a defect here must not end the network thread
             self._count("failed")
             self.log.error(
-                "sensor data: could not read the message on %s: %s",
-                message.topic,
-                type(err).__name__,
+                "sensor data: could not read the message on %s: %s", topic, type(err).__name__
             )
             return
-        if event is None:
+        self._recent.add(key)
+        if not events:
             self._count("skipped")
             return
         emit = self._emit
         if emit is None:
             return
-        try:
-            emit(event)
-        except Exception as err:
-            self._count("failed")
-            self.log.error(
-                "sensor data: the pipeline did not take event %s: %s: %s",
-                event["event_id"],
-                type(err).__name__,
-                err,
-            )
-            return
-        self._count("emitted")
+        for event in events:
+            try:
+                emit(event)
+            except Exception as err:
+                self._count("failed")
+                self.log.error(
+                    "sensor data: the pipeline did not take event %s: %s: %s",
+                    event["event_id"],
+                    type(err).__name__,
+                    err,
+                )
+                continue
+            self._count("emitted")
 
     # --- messages to events ------------------------------------------------------------------
 
-    def device_id_for(self, topic: str, payload_device: str | None) -> str:
-        """Return the device id of a message on ``topic`` (see the module doc for the order)."""
-        levels = topic.split("/")
-        level = self.config.device_id_topic_level
-        if level is not None:
-            if level < len(levels) and levels[level]:
-                return levels[level]
-        elif len(levels) >= 3 and tuple(levels[:2]) == PLATFORM_TOPIC_PREFIX and levels[2]:
-            return levels[2]
-        return payload_device or topic
+    def events_for(self, topic: str, publisher_id: str, message: Telemetry) -> list[Event]:
+        """Return the events of one valid message (see the module doc), in time order;
+        empty when ``fields`` keeps none of its samples.
 
-    def to_event(self, topic: str, payload: bytes) -> Event | None:
-        """Return the event for one message, or ``None`` when ``fields`` keeps no reading.
+        ``publisher_id``: the device of ``topic``; ``source_id`` is ``message.device_id``
+        (a child of the publisher) when set, else the publisher.
+        """
+        wanted = set(self.config.fields)
+        groups: dict[datetime, list[TelemetrySample]] = {}
+        for sample in message.samples:
+            if wanted and sample.metric not in wanted:
+                continue
+            groups.setdefault(sample.time or message.time, []).append(sample)
+        received = _utc_iso(self.services.now())
+        device_id = message.device_id or publisher_id
+        events: list[Event] = []
+        for moment in sorted(groups):
+            samples = groups[moment]
+            at = _utc_iso(moment)
+            events.append(
+                {
+                    "event_id": event_key(EVENT_TYPE, publisher_id, message.message_id, at),
+                    "event_type": EVENT_TYPE,
+                    "time": at,
+                    "source_id": device_id,
+                    "data": {
+                        "topic": topic,
+                        "readings": {s.metric: s.value for s in samples},
+                        "units": {s.metric: s.unit for s in samples if s.unit is not None},
+                        "message_id": message.message_id,
+                        "publisher_id": publisher_id,
+                        "received_at": received,
+                    },
+                }
+            )
+        return events
+
+    def to_events(self, topic: str, payload: bytes) -> list[Event]:
+        """Return the events of one message as it arrives (``topic``, raw ``payload``);
+        empty when ``fields`` keeps none of its samples. Duplicates are not checked here.
 
         Raises:
-            MalformedPayload: the payload is too large or not a reading.
+            InvalidMessage: the message is not platform telemetry (see :func:`parse_message`).
         """
-        if len(payload) > self.config.max_payload_bytes:
-            raise MalformedPayload(
-                f"payload is larger than max_payload_bytes ({self.config.max_payload_bytes})"
-            )
-        readings, payload_device, ts = parse_payload(payload)
-        if self.config.fields:
-            readings = {k: readings[k] for k in self.config.fields if k in readings}
-            if not readings:
-                return None
-        if any(isinstance(v, float) and not math.isfinite(v) for v in readings.values()):
-            raise MalformedPayload("a reading is not a finite number")
-        received = self.services.now()
-        device_id = self.device_id_for(topic, payload_device)
-        digest = hashlib.sha256(payload).hexdigest()
-        moment = ts or received
-        return {
-            "event_id": event_key(
-                EVENT_TYPE, topic, device_id, _utc_iso(ts) if ts else _utc_iso(received), digest
-            ),
-            "event_type": EVENT_TYPE,
-            "time": _utc_iso(moment),
-            "source_id": device_id,
-            "data": {"topic": topic, "readings": readings, "received_at": _utc_iso(received)},
-        }
+        publisher_id, message = parse_message(
+            topic, payload, max_payload_bytes=self.config.max_payload_bytes
+        )
+        return self.events_for(topic, publisher_id, message)
 
 
 NODE = NodeType(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import shutil
@@ -12,7 +11,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +27,29 @@ from pydantic import ValidationError
 from aios.catalog.base import EventRole
 from aios.events.secrets import DictSecretStore
 from aios.events.task import PermanentError, TaskServices
+from aios.messages import Telemetry, TelemetrySample
 from aios.nodes import sensor_data
 from aios.nodes.sensor_data import SensorDataSource
 
 WAIT = 5.0
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+def telemetry(
+    message_id: str,
+    readings: dict[str, float],
+    *,
+    time: datetime = T0,
+    device_id: str | None = None,
+    units: dict[str, str] | None = None,
+) -> bytes:
+    """A platform telemetry message (``aios.messages.Telemetry``) as a device publishes it."""
+    samples = [
+        TelemetrySample(metric=metric, value=value, unit=(units or {}).get(metric))
+        for metric, value in readings.items()
+    ]
+    msg = Telemetry(message_id=message_id, time=time, samples=samples, device_id=device_id)
+    return msg.model_dump_json(exclude_none=True).encode()
 
 
 class BrokerThread:
@@ -175,6 +193,12 @@ def test_node_type_is_an_event_source() -> None:
     [
         ({"topic": "dt/aios/+x/telemetry"}, "'+' must be a whole topic level"),
         ({"topic": "dt/#/telemetry"}, "'#' must be the whole last topic level"),
+        ({"topic": "plant/#"}, "is not a telemetry topic"),
+        ({"topic": "dt/aios/#"}, "use 'dt/aios/+/telemetry' for every device"),
+        ({"topic": "dt/aios/+/events"}, "is not a telemetry topic"),
+        ({"fields": ["temp c"]}, "metric name 'temp c' must match"),
+        ({"max_payload_bytes": 200_000}, "less than or equal to 131072"),
+        ({"device_id_topic_level": 1}, "Extra inputs are not permitted"),
         ({"ca_file": "/ca.pem"}, "set tls to true"),
         ({"password_secret": "mqtt_pw"}, "password_secret needs a username"),
         ({"qos": 2}, "qos"),
@@ -184,18 +208,22 @@ def test_node_type_is_an_event_source() -> None:
     ],
 )
 def test_config_rejects_mistakes(config: dict[str, Any], message: str) -> None:
-    """Bad filters, TLS and credential mix-ups and typos fail validation with a reason."""
+    """Bad filters, topics other than telemetry, TLS and credential mix-ups and typos fail
+    validation with a reason."""
     with pytest.raises(ValidationError, match=re.escape(message)):
         sensor_data.NODE.parse_config(config)
 
 
-def test_telemetry_bare_values_and_malformed_payloads(
+def test_platform_telemetry_becomes_events_and_other_messages_are_dropped(
     start_broker: Callable[..., BrokerThread],
     running: list[SensorDataSource],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Telemetry and bare numbers become readings; malformed payloads are counted, logged
-    without their content, and the node keeps working; other topics are not received."""
+    """Telemetry messages — a device's own, and a connector's for its child — become
+    readings; everything else on the telemetry topics (the old ad-hoc shape, bare numbers,
+    non-JSON, naive times, oversized messages, device ids that are not ids) is dropped,
+    counted by reason, logged without its content, and the node keeps working; other
+    topics are not received."""
     # GIVEN a broker and a node subscribed to every device's telemetry
     broker = start_broker()
     node = make_source({"port": broker.port, "topic": "dt/aios/+/telemetry"})
@@ -203,103 +231,125 @@ def test_telemetry_bare_values_and_malformed_payloads(
     got = Collector()
     node.start(got)
     assert node.wait_subscribed(WAIT)
-    # WHEN a telemetry message, malformed payloads, an event on another topic and a bare
-    # number are published
-    secret_text = b"password=hunter2 not json"
+    # WHEN valid telemetry, invalid messages, an event on another topic and a connector's
+    # telemetry for its PLC are published
+    plus_one = timezone(timedelta(hours=1))
+    own = telemetry(
+        "press-7-1",
+        {"temp_c": 71.5, "running": True},
+        time=datetime(2026, 1, 5, 10, 0, tzinfo=plus_one),
+        units={"temp_c": "°C"},
+    )
+    secret_value = (
+        b'{"message_id": "m", "time": "2026-01-05T09:00:00Z", '
+        b'"samples": [{"metric": "pw", "value": "hunter2"}]}'
+    )
     with caplog.at_level(logging.WARNING):
         publish(
             broker.port,
             [
+                ("dt/aios/press-7/telemetry", own),
+                ("dt/aios/press-7/telemetry", b"password=hunter2 not json"),
                 (
                     "dt/aios/press-7/telemetry",
-                    json.dumps(
-                        {
-                            "device_id": "press-7",
-                            "ts": "2026-01-05T10:00:00+01:00",
-                            "metrics": {"temp_c": 71.5, "running": True},
-                        }
-                    ).encode(),
+                    b'{"device_id": "press-7", "ts": "2026-01-05T09:00:00Z", '
+                    b'"metrics": {"temp_c": 71.5}}',
                 ),
-                ("dt/aios/press-7/telemetry", secret_text),
-                ("dt/aios/press-7/telemetry", b'"just text"'),
-                ("dt/aios/press-7/telemetry", b'{"metrics": [1, 2]}'),
-                ("dt/aios/press-7/telemetry", b"NaN"),
+                ("dt/aios/press-7/telemetry", secret_value),
+                ("dt/aios/press-7/telemetry", own.replace(b"Z", b"")),  # naive time
+                ("dt/aios/press-7/telemetry", b"42.25"),
                 ("dt/aios/press-7/telemetry", b"[" * 30_000),
+                ("dt/aios/-bad/telemetry", own),
                 ("dt/aios/press-7/events", b'{"event_type": "zone.enter"}'),
-                ("dt/aios/pump-2/telemetry", b"42.25"),
+                (
+                    "dt/aios/conn-1/telemetry",
+                    telemetry("conn-1-1", {"hr.40001": 1234}, device_id="plc-3"),
+                ),
             ],
         )
         events = got.wait_for(2)
-    # THEN the two readings arrive in order, with the device from the topic
-    telemetry, bare = events
-    assert telemetry["event_type"] == "sensor.reading"
-    assert telemetry["source_id"] == "press-7"
-    assert telemetry["time"] == "2026-01-05T09:00:00Z"
-    assert telemetry["data"]["readings"] == {"temp_c": 71.5, "running": True}
-    assert telemetry["data"]["topic"] == "dt/aios/press-7/telemetry"
-    assert bare["source_id"] == "pump-2"
-    assert bare["data"]["readings"] == {"value": 42.25}
-    assert datetime.fromisoformat(bare["time"]).tzinfo is not None
-    assert len({telemetry["event_id"], bare["event_id"]}) == 2
-    # AND the five malformed payloads are counted and logged without their content
-    wait_until(lambda: node.stats["emitted"] == 2)
-    assert node.stats == {"received": 7, "emitted": 2, "malformed": 5, "skipped": 0, "failed": 0}
-    malformed = [r.getMessage() for r in caplog.records if "malformed" in r.getMessage()]
-    assert len(malformed) == 5
-    assert any("nested too deeply" in m for m in malformed)
-    assert all("dt/aios/press-7/telemetry" in m for m in malformed)
-    assert not any("hunter2" in m for m in malformed)
+    # THEN the two messages arrive in order as readings at the message time (UTC)
+    first, child = events
+    assert first["event_type"] == "sensor.reading"
+    assert first["source_id"] == "press-7"
+    assert first["time"] == "2026-01-05T09:00:00Z"
+    assert first["data"]["readings"] == {"temp_c": 71.5, "running": 1.0}
+    assert first["data"]["units"] == {"temp_c": "°C"}
+    assert first["data"]["topic"] == "dt/aios/press-7/telemetry"
+    assert first["data"]["message_id"] == "press-7-1"
+    assert datetime.fromisoformat(first["data"]["received_at"]).tzinfo is not None
+    # AND the connector's message is about its PLC
+    assert child["source_id"] == "plc-3"
+    assert child["data"]["publisher_id"] == "conn-1"
+    assert child["data"]["readings"] == {"hr.40001": 1234.0}
+    assert first["event_id"] != child["event_id"]
+    # AND the seven invalid messages are counted by reason and logged without their content
+    wait_until(lambda: node.stats["received"] == 9)
+    assert node.stats == {
+        "received": 9,
+        "emitted": 2,
+        "skipped": 0,
+        "duplicate": 0,
+        "failed": 0,
+        "bad_topic": 1,
+        "too_large": 0,
+        "bad_json": 3,
+        "invalid": 3,
+    }
+    dropped = [r.getMessage() for r in caplog.records if "dropped a message" in r.getMessage()]
+    assert len(dropped) == 7
+    assert any("nested too deeply" in m for m in dropped)
+    assert any("samples: Field required" in m for m in dropped)
+    assert any("time has no UTC offset" in m for m in dropped)
+    assert any("samples.0.value: Input should be a valid number" in m for m in dropped)
+    assert any("dt/aios/-bad/telemetry" in m and "bad_topic" in m for m in dropped)
+    assert sum("dt/aios/press-7/telemetry" in m for m in dropped) == 6
+    assert not any("hunter2" in m for m in dropped)
 
 
-def test_hash_wildcard_fields_and_device_id_from_payload(
+def test_one_device_filter_fields_and_redelivered_message_processed_once(
     start_broker: Callable[..., BrokerThread], running: list[SensorDataSource]
 ) -> None:
-    """A '#' filter reaches every level; ``fields`` keeps only the named readings and
-    skips messages without them; the payload names the device off the platform topics."""
-    # GIVEN a node on 'plant/#' keeping only temp_c
+    """A one-device filter receives only that device; ``fields`` keeps the named metrics
+    and skips messages without them; a message delivered twice (as a QoS 1 redelivery
+    would be) is processed once."""
+    # GIVEN a node on boiler-3's telemetry keeping only temp_c
     broker = start_broker()
-    node = make_source({"port": broker.port, "topic": "plant/#", "fields": ["temp_c"]})
+    node = make_source(
+        {"port": broker.port, "topic": "dt/aios/boiler-3/telemetry", "fields": ["temp_c"]}
+    )
     running.append(node)
     got = Collector()
     node.start(got)
     assert node.wait_subscribed(WAIT)
-    # WHEN readings arrive on two depths of the tree, one without temp_c
+    # WHEN a message is delivered twice, one has no temp_c, another device publishes, and
+    # a second message follows
+    first_message = telemetry("b3-1", {"temp_c": 20.5, "rh": 40})
     publish(
         broker.port,
         [
-            ("plant/line1/oven", b'{"device_id": "oven-1", "temp_c": 180, "rh": 12}'),
-            ("plant/line1/oven", b'{"device_id": "oven-1", "rh": 11}'),
-            ("plant/hall/line2/chiller/t", b'{"temp_c": 4.5}'),
+            ("dt/aios/boiler-3/telemetry", first_message),
+            ("dt/aios/boiler-3/telemetry", first_message),
+            ("dt/aios/boiler-3/telemetry", telemetry("b3-2", {"rh": 41})),
+            ("dt/aios/boiler-4/telemetry", telemetry("b4-1", {"temp_c": 99})),
+            (
+                "dt/aios/boiler-3/telemetry",
+                telemetry("b3-3", {"temp_c": 21.0}, time=T0 + timedelta(minutes=1)),
+            ),
         ],
     )
     first, second = got.wait_for(2)
-    # THEN only temp_c is kept; the device is the payload's, or the topic without one
-    assert first["source_id"] == "oven-1"
-    assert first["data"]["readings"] == {"temp_c": 180}
-    assert second["source_id"] == "plant/hall/line2/chiller/t"
-    assert second["data"]["readings"] == {"temp_c": 4.5}
-    assert node.stats["skipped"] == 1
-
-
-def test_device_id_topic_level_and_repeated_message_keeps_its_event_id(
-    start_broker: Callable[..., BrokerThread], running: list[SensorDataSource]
-) -> None:
-    """The configured topic level is the device; a message with a ``ts`` sent twice (as a
-    QoS 1 redelivery would be) has the same event id both times."""
-    broker = start_broker()
-    node = make_source({"port": broker.port, "topic": "sensors/+/temp", "device_id_topic_level": 1})
-    running.append(node)
-    got = Collector()
-    node.start(got)
-    assert node.wait_subscribed(WAIT)
-    message = b'{"ts": 1767600000000, "metrics": {"temp_c": 20.5}}'
-    publish(broker.port, [("sensors/boiler-3/temp", message)] * 2)
-    first, second = got.wait_for(2)
-    assert first["source_id"] == "boiler-3"
-    assert first["time"] == datetime.fromtimestamp(1767600000, UTC).isoformat().replace(
-        "+00:00", "Z"
-    )
-    assert first["event_id"] == second["event_id"]
+    # THEN boiler-3's two messages arrive once each, with temp_c only
+    assert first["source_id"] == second["source_id"] == "boiler-3"
+    assert first["data"]["readings"] == {"temp_c": 20.5}
+    assert second["data"]["readings"] == {"temp_c": 21.0}
+    assert second["time"] == "2026-01-05T09:01:00Z"
+    assert first["event_id"] != second["event_id"]
+    wait_until(lambda: node.stats["received"] == 4)
+    stats = node.stats
+    assert (stats["emitted"], stats["duplicate"], stats["skipped"]) == (2, 1, 1)
+    time.sleep(0.2)
+    assert len(got.events) == 2
 
 
 def test_tls_with_password_secret(
@@ -342,13 +392,13 @@ def test_tls_with_password_secret(
         assert good.wait_subscribed(WAIT)
         publish(
             broker.port,
-            [("dt/aios/t1/telemetry", b"21.0")],
+            [("dt/aios/t1/telemetry", telemetry("t1-1", {"temp_c": 21.0}))],
             tls_ca=ca_file,
             username="sensor",
             password="s3cr3t-pw",
         )
         # THEN the good node gets the reading
-        assert got.wait_for(1)[0]["data"]["readings"] == {"value": 21.0}
+        assert got.wait_for(1)[0]["data"]["readings"] == {"temp_c": 21.0}
         wait_until(lambda: any("refused the connection" in r.getMessage() for r in caplog.records))
     # AND the bad one logged the refusal, never the password, and got nothing
     messages = [r.getMessage() for r in caplog.records]
@@ -383,7 +433,7 @@ def test_stop_disconnects_and_joins_the_network_thread(
     # WHEN it is stopped (twice) and a reading is published afterwards
     node.stop()
     node.stop()
-    publish(broker.port, [("dt/aios/d1/telemetry", b"1")])
+    publish(broker.port, [("dt/aios/d1/telemetry", telemetry("d1-1", {"level_m": 1.0}))])
     # THEN its network thread has ended and nothing was received
     assert not any(t.name == f"paho-mqtt-client-{node.client_id}" for t in threading.enumerate())
     time.sleep(0.2)
@@ -446,7 +496,7 @@ def test_mqtt5_against_mosquitto(tmp_path: Path, running: list[SensorDataSource]
         node.start(got)
         # WHEN it has subscribed and a telemetry message is published
         assert node.wait_subscribed(WAIT)
-        publish(port, [("dt/aios/m5/telemetry", b'{"metrics": {"level_m": 2.5}}')])
+        publish(port, [("dt/aios/m5/telemetry", telemetry("m5-1", {"level_m": 2.5}))])
         # THEN the reading arrives
         [event] = got.wait_for(1)
         assert event["source_id"] == "m5" and event["data"]["readings"] == {"level_m": 2.5}
