@@ -1,0 +1,359 @@
+"""Request and response bodies of the REST API (those that are not domain records as is).
+
+Request models refuse unknown fields (a misspelt field is a 422 naming it, not a silently
+ignored value). Responses never carry a password hash or a token hash.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from aios.domain import DEVICE_ID_PATTERN, AlertRuleKind, DeviceKind, GeoPoint, Role, User
+from aios.pipeline.document import PipelineDocument
+
+T = TypeVar("T")
+
+USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$"
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+$"
+PASSWORD_MIN = 8
+PASSWORD_MAX = 256
+"""Bounds of new passwords (NIST SP 800-63B §5.1.1.2: at least 8; a cap keeps hashing
+cheap enough not to be a denial-of-service lever)."""
+
+
+SECRET: dict[str, Any] = {"format": "password", "writeOnly": True}
+"""JSON Schema of secret fields; their ``repr=False`` keeps them out of logged reprs."""
+
+
+class RequestModel(BaseModel):
+    """Base of request bodies: unknown fields refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class PageOut(BaseModel, Generic[T]):
+    """One page of a list. Pass ``next_cursor`` as ``cursor`` to get the next page;
+    ``null`` on the last page."""
+
+    items: list[T]
+    next_cursor: str | None = None
+
+
+# --------------------------------------------------------------------------- auth
+
+
+class LoginRequest(RequestModel):
+    username: str = Field(min_length=1, max_length=100)
+    password: str = Field(
+        min_length=1, max_length=PASSWORD_MAX, repr=False, json_schema_extra=SECRET
+    )
+
+
+class RefreshRequest(RequestModel):
+    refresh_token: str = Field(min_length=1, max_length=512, repr=False, json_schema_extra=SECRET)
+
+
+class PasswordChange(RequestModel):
+    current_password: str = Field(
+        min_length=1, max_length=PASSWORD_MAX, repr=False, json_schema_extra=SECRET
+    )
+    new_password: str = Field(
+        min_length=PASSWORD_MIN, max_length=PASSWORD_MAX, repr=False, json_schema_extra=SECRET
+    )
+
+
+class UserOut(BaseModel):
+    """A user as the API shows it (no password hash)."""
+
+    id: str
+    username: str
+    display_name: str
+    email: str | None
+    role: Role
+    disabled: bool
+    locked_until: datetime | None = Field(
+        description="Set while the account is locked after failed logins."
+    )
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls(
+            id=user.id,
+            username=user.username,
+            display_name=user.display_name,
+            email=user.email,
+            role=user.role,
+            disabled=user.disabled,
+            locked_until=user.locked_until,
+            created_at=user.created_at,
+            updated_at=user.updated_at,
+            version=user.version,
+        )
+
+
+class TokenResponse(BaseModel):
+    """Tokens of a session: send ``access_token`` as ``Authorization: Bearer …``; trade
+    ``refresh_token`` for a new pair at ``POST /api/v1/auth/refresh`` before it expires."""
+
+    access_token: str = Field(repr=False)
+    token_type: str = "Bearer"
+    expires_in: int = Field(description="Seconds until the access token expires.")
+    refresh_token: str = Field(repr=False)
+    refresh_expires_at: datetime
+    user: UserOut
+
+
+class UserCreate(RequestModel):
+    username: str = Field(pattern=USERNAME_PATTERN, description="Letters, digits, _ . @ -")
+    password: str = Field(
+        min_length=PASSWORD_MIN, max_length=PASSWORD_MAX, repr=False, json_schema_extra=SECRET
+    )
+    display_name: str = Field(default="", max_length=200)
+    email: str | None = Field(default=None, pattern=EMAIL_PATTERN, max_length=254)
+    role: Role = Role.VIEWER
+
+
+class UserUpdate(RequestModel):
+    """Fields to change (absent fields are kept; ``email: null`` clears it).
+
+    Users may change their own ``display_name``, ``email`` and ``password`` (giving
+    ``current_password``); only admins change ``role``, ``disabled``, others' passwords, or
+    ``unlock`` an account."""
+
+    display_name: str | None = Field(default=None, max_length=200)
+    email: str | None = Field(default=None, pattern=EMAIL_PATTERN, max_length=254)
+    role: Role | None = None
+    disabled: bool | None = None
+    password: str | None = Field(
+        default=None,
+        min_length=PASSWORD_MIN,
+        max_length=PASSWORD_MAX,
+        repr=False,
+        json_schema_extra=SECRET,
+    )
+    current_password: str | None = Field(
+        default=None, min_length=1, max_length=PASSWORD_MAX, repr=False, json_schema_extra=SECRET
+    )
+    unlock: bool = Field(default=False, description="Clear a lockout after failed logins.")
+    version: int | None = Field(
+        default=None, ge=1, description="The version read; the update is refused if it moved."
+    )
+
+
+# --------------------------------------------------------------------------- pipelines
+
+
+class PipelineIssueOut(BaseModel):
+    """One problem of a pipeline document, located by node id/edge and field path."""
+
+    code: str
+    message: str
+    node_id: str | None = None
+    edge: str | None = None
+    edge_index: int | None = None
+    edge_id: str | None = None
+    path: list[str | int] = Field(default_factory=list)
+    location: str
+
+
+class ValidationResult(BaseModel):
+    """Whether a pipeline document can run, and every problem if not."""
+
+    valid: bool
+    issues: list[PipelineIssueOut] = Field(default_factory=list)
+
+
+class PipelineOut(BaseModel):
+    id: str
+    name: str
+    description: str
+    latest_revision: int
+    created_by: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class PipelineDetail(PipelineOut):
+    """A pipeline with its latest document, whether that document validates, and its
+    active run (if one is starting, running or stopping)."""
+
+    document: dict[str, Any]
+    validation: ValidationResult
+    active_run_id: str | None = None
+
+
+class PipelineUpdate(RequestModel):
+    """A new revision of a pipeline. Saving over a newer revision than ``expected_revision``
+    is refused (409): two editors saving at once do not overwrite each other."""
+
+    expected_revision: int = Field(ge=1, description="The latest revision the editor loaded.")
+    document: PipelineDocument
+
+
+# --------------------------------------------------------------------------- analytics
+
+
+class HourCount(BaseModel):
+    hour: datetime = Field(description="Start of the UTC hour.")
+    count: int
+
+
+class EventAnalytics(BaseModel):
+    """Pipeline events in ``[since, until)``: totals by type, severity, pipeline and hour.
+    ``truncated``: more than ``scanned`` events matched; counts cover the newest ones."""
+
+    since: datetime
+    until: datetime
+    total: int
+    by_type: dict[str, int]
+    by_severity: dict[str, int]
+    by_pipeline: dict[str, int]
+    by_hour: list[HourCount]
+    scanned: int
+    truncated: bool
+
+
+class RunPerformance(BaseModel):
+    """What one run processed, from its counters."""
+
+    run_id: str
+    pipeline_id: str
+    revision: int
+    status: str
+    started_at: datetime
+    stopped_at: datetime | None
+    elapsed_seconds: float | None = Field(description="Seconds the run has been active.")
+    frames: int = Field(description="Frames processed over all video sources.")
+    fps: float | None = Field(description="Frames per second, summed over sources.")
+    dropped_frames: int
+    events: int = Field(description="Events emitted by the pipeline's nodes.")
+    events_stored: int
+    executions: dict[str, int] = Field(description="Event-tier executions by status.")
+    latency_ms: float | None = Field(
+        default=None, description="Mean processing latency per frame, if the run reports it."
+    )
+
+
+class PerformanceOut(BaseModel):
+    """Totals over the runs listed (newest first)."""
+
+    runs: list[RunPerformance]
+    active_runs: int
+    frames: int
+    events: int
+    executions: dict[str, int]
+    fps: float = Field(description="Sum of the active runs' frames per second.")
+
+
+class SiteSettings(BaseModel):
+    """Site-wide settings kept in the store."""
+
+    allow_pending_devices: bool = Field(
+        description="Register devices that publish before being created as pending "
+        "(in effect: the stored choice, or forced on by the service's configuration)."
+    )
+    forced_by_configuration: bool = Field(
+        description="AIOS_ALLOW_PENDING_DEVICES is on: pending devices are allowed "
+        "whatever is stored here."
+    )
+
+
+class SiteSettingsUpdate(RequestModel):
+    allow_pending_devices: bool | None = None
+
+
+# --------------------------------------------------------------------------- devices
+
+
+class DeviceCreate(RequestModel):
+    """A device to register. Its status is derived from what it reports, never set."""
+
+    id: str = Field(
+        pattern=DEVICE_ID_PATTERN,
+        description="Stable unique id; also its MQTT topic level (no '/', '+', '#').",
+    )
+    name: str = Field(min_length=1, max_length=200)
+    kind: DeviceKind
+    site: str | None = Field(default=None, max_length=100)
+    tags: list[str] = Field(default_factory=list, max_length=50)
+    location: GeoPoint | None = None
+    parent_id: str | None = Field(
+        default=None,
+        pattern=DEVICE_ID_PATTERN,
+        description="The connector this device is reached through.",
+    )
+    firmware_version: str | None = Field(default=None, max_length=100)
+
+
+class DeviceUpdate(RequestModel):
+    """Fields to change (absent fields are kept; ``null`` clears ``site``, ``location``,
+    ``parent_id``). ``pending: false`` approves a device registered by its first message."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    site: str | None = Field(default=None, max_length=100)
+    tags: list[str] | None = Field(default=None, max_length=50)
+    location: GeoPoint | None = None
+    parent_id: str | None = Field(default=None, pattern=DEVICE_ID_PATTERN)
+    firmware_version: str | None = Field(default=None, max_length=100)
+    pending: bool | None = None
+    version: int | None = Field(
+        default=None, ge=1, description="The version read; refused (409) if it moved."
+    )
+
+
+class CommandIn(RequestModel):
+    """A command for a device; the device answers on its response topic by the deadline."""
+
+    name: str = Field(min_length=1, max_length=100, description="e.g. 'write_coil', 'reboot'.")
+    params: dict[str, Any] = Field(default_factory=dict)
+    timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=24 * 3600,
+        description="Seconds the device has to answer (default: the service setting).",
+    )
+
+
+class DesiredConfigIn(RequestModel):
+    """A new desired configuration; ``expected_version`` is the ``desired_version`` the
+    editor read (409 if another change came first; absent: on top of the current one)."""
+
+    config: dict[str, Any]
+    expected_version: int | None = Field(default=None, ge=0)
+
+
+class AlertRuleIn(RequestModel):
+    """When to raise an alert about the device: ``offline`` for ``for_minutes``, or a
+    metric (health or telemetry) above/below ``threshold`` for ``for_minutes``."""
+
+    kind: AlertRuleKind
+    metric: str | None = Field(default=None, min_length=1, max_length=128)
+    threshold: float | None = Field(default=None, allow_inf_nan=False)
+    for_minutes: float = Field(default=0, ge=0, le=7 * 24 * 60)
+    severity: Literal["info", "warning", "critical"] = "warning"
+    enabled: bool = True
+
+
+class DeviceAnalytics(BaseModel):
+    """The fleet now: counts by derived status, and availability.
+
+    ``availability_percent``: devices not offline (online or warning) over all devices;
+    ``online_percent``: devices online over all devices (both 0 when there are none).
+    """
+
+    total: int
+    online: int
+    warning: int
+    offline: int
+    pending: int
+    by_kind: dict[str, int]
+    by_site: dict[str, int]
+    availability_percent: float
+    online_percent: float
+    active_alerts: int

@@ -1,0 +1,88 @@
+"""The API's routes, one module per area; :func:`register_routes` adds them all."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from aios.api.permissions import permission_for
+
+if TYPE_CHECKING:
+    from aios.api.app import ApiResolver
+
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "title": "Error",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "details"],
+            "properties": {
+                "code": {"type": "string", "description": "Stable machine-readable code."},
+                "message": {"type": "string", "description": "What went wrong, what to do."},
+                "details": {
+                    "type": "array",
+                    "description": "Field problems ({field, message, type}; field paths "
+                    "such as body.location.lat) or pipeline issues.",
+                    "items": {"type": "object"},
+                },
+                "request_id": {"type": "string"},
+            },
+        }
+    },
+}
+
+_ERRORS = {
+    400: "The Host header is not allowed, or the request is malformed.",
+    401: "No valid access token (or, at sign-in, wrong credentials).",
+    403: "The caller's role is below the one this endpoint needs.",
+    404: "The record (or route) does not exist.",
+    409: "Conflict: the record exists, changed since it was read, or is in use.",
+    422: "Invalid request: the details name each field by path.",
+    429: "Too many sign-in attempts from this address; see Retry-After.",
+    503: "This process cannot reach devices or start runs.",
+}
+
+
+def _error(status: int) -> dict[str, Any]:
+    return {
+        "description": _ERRORS[status],
+        "content": {"application/json": {"schema": ERROR_SCHEMA}},
+    }
+
+
+def register_routes(app: ApiResolver) -> None:
+    """Add every route, then describe in the OpenAPI document which need a token and the
+    errors each can answer."""
+    from aios.api.routes import analytics, auth, devices, pipelines, records, users
+
+    auth.register(app)
+    users.register(app)
+    pipelines.register(app)
+    records.register(app)
+    analytics.register(app)
+    devices.register(app)
+    for route in app.registered_routes():
+        permission = permission_for(route.method, route.openapi_path)
+        if permission is None:
+            continue
+        errors = {400, 422}
+        if permission.role is not None:
+            route.security = BEARER
+            errors |= {401, 403}
+        if re.search(r"\{\w+\}", route.openapi_path):
+            errors.add(404)
+        if route.method in ("POST", "PUT", "DELETE") and permission.action is not None:
+            errors.add(409)
+        if route.openapi_path.endswith("/auth/login"):
+            errors |= {401, 429}
+        if route.openapi_path.endswith(("/auth/refresh", "/auth/logout")):
+            errors.add(401)
+        if route.openapi_path.endswith(("/execute", "/stop", "/command")):
+            errors.add(503)
+        responses: dict[int, Any] = {route.status_code: {"description": "Success"}}
+        responses.update({status: _error(status) for status in sorted(errors)})
+        route.responses = responses

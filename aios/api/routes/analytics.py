@@ -1,0 +1,189 @@
+"""``/api/v1/analytics``: fleet availability, event counts, run performance."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Annotated, Any
+
+from aws_lambda_powertools.event_handler.openapi.params import Query
+
+from aios.api.errors import NotFoundApi, Unprocessable
+from aios.api.models import EventAnalytics, HourCount, PerformanceOut, RunPerformance
+from aios.api.permissions import API_PREFIX
+from aios.api.routes._common import as_utc
+from aios.domain import Run
+from aios.store.port import EventQuery
+
+if TYPE_CHECKING:
+    from aios.api.app import ApiResolver
+
+EVENT_SCAN_LIMIT = 50_000
+"""Events counted at most per analytics request (newest first); ``truncated`` beyond."""
+
+DEFAULT_EVENT_WINDOW = timedelta(hours=24)
+
+
+def _number(value: Any) -> float:
+    """A counter as a number: a number as is, a dict's values summed, else 0."""
+    if isinstance(value, bool):
+        return 0.0
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, dict):
+        return sum(_number(v) for v in value.values())
+    return 0.0
+
+
+def run_performance(run: Run, now: datetime) -> RunPerformance:
+    """What a run processed, from its counters (``aios.runs.local`` writes them:
+    ``frames``/``fps``/``dropped_frames`` per source, ``events`` per node, ``executions`` by
+    status, ``events_stored``, ``elapsed_seconds``; an optional ``latency_ms``)."""
+    counters = run.counters or {}
+    elapsed: float | None = None
+    if isinstance(counters.get("elapsed_seconds"), (int, float)):
+        elapsed = float(counters["elapsed_seconds"])
+    else:
+        end = run.stopped_at or (now if run.status.active else None)
+        if end is not None:
+            elapsed = max(0.0, (end - run.started_at).total_seconds())
+    frames = int(_number(counters.get("frames")))
+    if run.status.active and "fps" in counters:
+        fps: float | None = round(_number(counters.get("fps")), 3)
+    elif elapsed:
+        fps = round(frames / elapsed, 3) if frames else 0.0
+    else:
+        fps = None
+    executions_raw = counters.get("executions")
+    executions = (
+        {str(k): int(_number(v)) for k, v in executions_raw.items()}
+        if isinstance(executions_raw, dict)
+        else {}
+    )
+    latency = counters.get("latency_ms")
+    latency_ms: float | None = None
+    if isinstance(latency, (int, float)) and not isinstance(latency, bool):
+        latency_ms = float(latency)
+    elif isinstance(latency, dict) and latency:
+        values = [float(v) for v in latency.values() if isinstance(v, (int, float))]
+        latency_ms = sum(values) / len(values) if values else None
+    return RunPerformance(
+        run_id=run.id,
+        pipeline_id=run.pipeline_id,
+        revision=run.revision,
+        status=run.status.value,
+        started_at=run.started_at,
+        stopped_at=run.stopped_at,
+        elapsed_seconds=elapsed,
+        frames=frames,
+        fps=fps,
+        dropped_frames=int(_number(counters.get("dropped_frames"))),
+        events=int(_number(counters.get("events"))),
+        events_stored=int(_number(counters.get("events_stored"))),
+        executions=executions,
+        latency_ms=latency_ms,
+    )
+
+
+def register(app: ApiResolver) -> None:
+    """Add the event and performance analytics (the device one is with the devices)."""
+    store = app.services.store
+
+    @app.get(
+        f"{API_PREFIX}/analytics/events",
+        tags=["analytics"],
+        summary="Pipeline event counts by type, severity, pipeline and hour",
+    )
+    def event_analytics(
+        *,
+        since: Annotated[
+            datetime | None, Query(description="Default: 24 hours before `until`.")
+        ] = None,
+        until: Annotated[datetime | None, Query(description="Default: now.")] = None,
+        pipeline_id: Annotated[str | None, Query(max_length=200)] = None,
+        type: Annotated[str | None, Query(max_length=200)] = None,
+    ) -> EventAnalytics:
+        end = as_utc(until, "query.until") or app.services.clock()
+        try:
+            start = as_utc(since, "query.since") or end - DEFAULT_EVENT_WINDOW
+        except OverflowError:
+            raise Unprocessable.field("query.until", "time out of range") from None
+        if start > end:
+            raise Unprocessable.field("query.since", "must not be after until")
+        query = EventQuery(pipeline_id=pipeline_id, type=type, since=start, until=end)
+        by_type: Counter[str] = Counter()
+        by_severity: Counter[str] = Counter()
+        by_pipeline: Counter[str] = Counter()
+        by_hour: Counter[datetime] = Counter()
+        scanned = 0
+        cursor: str | None = None
+        truncated = False
+        while True:
+            page = store.events.list(query, limit=1000, cursor=cursor)
+            for event in page.items:
+                if scanned >= EVENT_SCAN_LIMIT:
+                    truncated = True
+                    break
+                scanned += 1
+                by_type[event.type] += 1
+                by_severity[event.severity] += 1
+                by_pipeline[event.pipeline_id] += 1
+                by_hour[event.time.replace(minute=0, second=0, microsecond=0)] += 1
+            if truncated or page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        return EventAnalytics(
+            since=start,
+            until=end,
+            total=scanned,
+            by_type=dict(by_type.most_common()),
+            by_severity=dict(by_severity.most_common()),
+            by_pipeline=dict(by_pipeline.most_common()),
+            by_hour=[HourCount(hour=h, count=by_hour[h]) for h in sorted(by_hour)],
+            scanned=scanned,
+            truncated=truncated,
+        )
+
+    @app.get(
+        f"{API_PREFIX}/analytics/performance",
+        tags=["analytics"],
+        summary="Run performance: frames, fps, events, executions (newest runs first)",
+    )
+    def performance(
+        *,
+        pipeline_id: Annotated[str | None, Query(max_length=200)] = None,
+        limit: Annotated[int, Query(ge=1, le=200, description="Runs listed, 1–200.")] = 20,
+    ) -> PerformanceOut:
+        now = app.services.clock()
+        runs: dict[str, Run] = {}
+        if pipeline_id is not None:
+            if store.pipelines.get(pipeline_id) is None:
+                raise NotFoundApi(f"pipeline '{pipeline_id}' does not exist")
+            runs.update((r.id, r) for r in store.runs.list(pipeline_id, limit=limit).items)
+        else:
+            runs.update((r.id, r) for r in store.runs.list_active())
+            cursor: str | None = None
+            while True:
+                page = store.pipelines.list(limit=1000, cursor=cursor)
+                for record in page.items:
+                    runs.update((r.id, r) for r in store.runs.list(record.id, limit=limit).items)
+                if page.next_cursor is None:
+                    break
+                cursor = page.next_cursor
+        ordered = sorted(runs.values(), key=lambda r: (r.started_at, r.id), reverse=True)
+        listed_runs = [run_performance(r, now) for r in ordered[:limit]]
+        executions: Counter[str] = Counter()
+        for perf in listed_runs:
+            executions.update(perf.executions)
+        active = [p for p in listed_runs if p.stopped_at is None and p.status in _ACTIVE]
+        return PerformanceOut(
+            runs=listed_runs,
+            active_runs=len(active),
+            frames=sum(p.frames for p in listed_runs),
+            events=sum(p.events for p in listed_runs),
+            executions=dict(executions),
+            fps=round(sum(p.fps or 0.0 for p in active), 3),
+        )
+
+
+_ACTIVE = frozenset({"starting", "running", "stopping"})
