@@ -395,6 +395,30 @@ def assets_fetch_command(
         typer.echo(f"{name}\t{path}")
 
 
+@app.command("up")
+def up_command(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="TOML file of settings (keys as in .env.example, lower case, without AIOS_); "
+            "environment variables and .env take precedence.",
+        ),
+    ] = None,
+    host: Annotated[str | None, typer.Option("--host", help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option("--port", min=1, max=65535, help="HTTP port.")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Folder of the database and state.")
+    ] = None,
+) -> None:
+    """Start the service on this machine: API, console, live feeds, MQTT broker and runs."""
+    from aios.up.server import main as up_main
+
+    code = up_main(config, host=host, port=port, data_dir=data_dir)
+    if code:
+        raise typer.Exit(code)
+
+
 def main() -> None:
     """Entry point of the ``aios`` console script."""
     app()
