@@ -91,6 +91,7 @@ def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
-    # amqtt logs every connection and packet at INFO; its warnings are what matter here.
-    for name in ("amqtt", "transitions"):
+    # amqtt logs every connection and packet at INFO, the ASL interpreter every branch
+    # worker it starts and ends: their warnings are what matter here.
+    for name in ("amqtt", "transitions", "moto.stepfunctions"):
         logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
