@@ -22,7 +22,7 @@ import logging
 import threading
 import uuid
 from http import HTTPStatus
-from typing import Any, cast
+from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
 from aws_lambda_powertools.event_handler.api_gateway import ResponseBuilder, Route
@@ -43,7 +43,7 @@ from aios.api.permissions import Permission, permission_for, role_allows
 from aios.config import Settings
 from aios.domain import AuditEntry
 from aios.services import Services
-from aios.store.port import Store
+from aios.store.factory import open_store
 
 log = logging.getLogger(__name__)
 
@@ -323,16 +323,7 @@ def services_from_environment() -> Services:
     ``AIOS_DATABASE_URL`` (``dynamodb://TABLE`` in the cloud; SQLite otherwise). No device
     link or run launcher: the API answers 503 where those are needed."""
     settings = Settings()
-    url = settings.database_url or ""
-    store: Store
-    if url.startswith("dynamodb://"):
-        from aios.store.dynamodb import DynamoStore
-
-        store = cast(Store, DynamoStore(url.removeprefix("dynamodb://")))
-    else:
-        from aios.up.bootstrap import open_store
-
-        store = open_store(settings)
+    store = open_store(settings)
     return Services(store=store, settings=settings)
 
 

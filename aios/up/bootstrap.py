@@ -13,7 +13,6 @@ process environment (unless already set) so the pipelines' secret store finds th
 from __future__ import annotations
 
 import contextvars
-import importlib
 import logging
 import os
 import tomllib
@@ -32,6 +31,7 @@ from pydantic_settings import (
 
 from aios.config import Settings
 from aios.services import Services
+from aios.store import factory
 from aios.store.port import Store
 from aios.up.broker import BrokerAddress, MqttDeviceLink, parse_broker_url
 from aios.up.feed import TokenVerifier, WebSocketFeed
@@ -150,51 +150,28 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> UpSettin
 
 
 def database_path(settings: Settings) -> Path | None:
-    """The SQLite file of ``settings.database_url`` (``<data_dir>/aios.db`` when unset), or
-    ``None`` for a non-SQLite URL.
-
-    ``sqlite:///relative/aios.db`` and ``sqlite:////absolute/aios.db``, as SQLAlchemy
-    writes them.
+    """The SQLite file the settings name, or ``None`` for DynamoDB
+    (:func:`aios.store.factory.database_path`).
 
     Raises:
-        ConfigError: a ``sqlite:`` URL without a path.
+        ConfigError: a malformed or unsupported database URL.
     """
-    url = settings.database_url
-    if not url:
-        return Path(settings.data_dir) / "aios.db"
-    if not url.startswith("sqlite:"):
-        return None
-    if not url.startswith("sqlite:///") or len(url) == len("sqlite:///"):
-        raise ConfigError(
-            f"AIOS_DATABASE_URL {url!r}: write SQLite URLs as sqlite:///relative/path.db or "
-            "sqlite:////absolute/path.db"
-        )
-    return Path(url[len("sqlite:///") :])
+    try:
+        return factory.database_path(settings)
+    except factory.DatabaseUrlError as err:
+        raise ConfigError(str(err)) from err
 
 
 def open_store(settings: Settings) -> Store:
-    """The store ``settings`` name (see :func:`database_path`).
+    """The store the settings name (:func:`aios.store.factory.open_store`).
 
     Raises:
-        ConfigError: an unsupported database URL.
+        ConfigError: a malformed or unsupported database URL.
     """
-    path = database_path(settings)
-    if path is not None:
-        from aios.store.sqlite import SqliteStore
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return SqliteStore(path)
     try:
-        factory = importlib.import_module("aios.store.factory")
-    except ImportError:
-        factory = None
-    if factory is None or not hasattr(factory, "open_store"):
-        raise ConfigError(
-            f"AIOS_DATABASE_URL {settings.database_url!r} is not supported here; use "
-            "sqlite:///path/aios.db or leave it unset"
-        )
-    store: Store = factory.open_store(settings)
-    return store
+        return factory.open_store(settings)
+    except factory.DatabaseUrlError as err:
+        raise ConfigError(str(err)) from err
 
 
 def broker_address(settings: Settings, embedded: BrokerAddress | None = None) -> BrokerAddress:
