@@ -16,12 +16,55 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 """Device ids are also MQTT topic levels and IoT thing names: no '/', '+', '#'."""
+
+
+MAX_JSON_DEPTH = 24
+"""Deepest nesting of objects and arrays accepted in a free-form JSON value (a device's
+configuration, an event's data, a pipeline document). DynamoDB stores nested attributes up
+to 32 levels (Amazon DynamoDB Developer Guide, "Service, account, and table quotas":
+nested attribute depth); the records around these values take up to 8 of them."""
+
+
+def json_depth(value: Any) -> int:
+    """Nesting depth of a JSON-like value: 0 for a scalar, 1 for ``{}``/``[]`` of scalars.
+
+    Iterative, so a value nested deeper than Python's recursion limit is measured too.
+    """
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            deepest = max(deepest, depth)
+            continue
+        deepest = max(deepest, depth + 1)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def check_json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> Any:
+    """``value`` unchanged if nested at most ``limit`` levels.
+
+    Raises:
+        ValueError: deeper; the message gives the limit.
+    """
+    if json_depth(value) > limit:
+        raise ValueError(f"nested deeper than {limit} levels of objects and arrays")
+    return value
+
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(check_json_depth)]
+"""A free-form JSON object, nested at most :data:`MAX_JSON_DEPTH` levels."""
 
 
 def utcnow() -> datetime:
@@ -81,12 +124,12 @@ class Device(Record):
         default=None, description="The connector this device is reached through."
     )
     firmware_version: str | None = None
-    desired_config: dict[str, Any] = Field(default_factory=dict)
+    desired_config: JsonObject = Field(default_factory=dict)
     desired_version: int = 0
-    reported_config: dict[str, Any] = Field(default_factory=dict)
+    reported_config: JsonObject = Field(default_factory=dict)
     reported_version: int = 0
     last_seen: datetime | None = None
-    health: dict[str, Any] = Field(
+    health: JsonObject = Field(
         default_factory=dict, description="The last heartbeat's health metrics."
     )
     pending: bool = Field(
@@ -106,7 +149,7 @@ class DeviceEvent(Record):
     type: str = Field(description="Dotted type, e.g. 'status.offline', 'config.acknowledged'.")
     severity: str = Field(default="info", description="info | warning | critical")
     message: str = ""
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: JsonObject = Field(default_factory=dict)
 
 
 class TelemetryPoint(Record):
@@ -132,13 +175,13 @@ class Command(Record):
     request_id: str = Field(default_factory=lambda: new_id("req"))
     device_id: str
     name: str = Field(description="What to do, e.g. 'write_coil', 'reboot', 'snapshot'.")
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: JsonObject = Field(default_factory=dict)
     status: CommandStatus = CommandStatus.PENDING
     requested_by: str | None = None
     requested_at: datetime = Field(default_factory=utcnow)
     deadline: datetime
     responded_at: datetime | None = None
-    response: dict[str, Any] | None = None
+    response: JsonObject | None = None
     error: str | None = None
 
 
@@ -162,7 +205,7 @@ class PipelineRevision(Record):
 
     pipeline_id: str
     revision: int = Field(ge=1)
-    document: dict[str, Any]
+    document: JsonObject
     created_by: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -190,7 +233,7 @@ class Run(Record):
     started_by: str | None = None
     started_at: datetime = Field(default_factory=utcnow)
     stopped_at: datetime | None = None
-    counters: dict[str, Any] = Field(
+    counters: JsonObject = Field(
         default_factory=dict, description="Per-node counters and totals (frames, events…)."
     )
     error: str | None = None
@@ -211,7 +254,7 @@ class EventRecord(Record):
     type: str
     time: datetime
     severity: str = "info"
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: JsonObject = Field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- alerts
@@ -316,4 +359,4 @@ class AuditEntry(Record):
     source_ip: str | None = None
     user_agent: str | None = None
     outcome: str = "success"
-    detail: dict[str, Any] = Field(default_factory=dict)
+    detail: JsonObject = Field(default_factory=dict)

@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from aios.domain import MAX_JSON_DEPTH, json_depth
+
 M = TypeVar("M", bound=BaseModel)
 
 MIN_LIMIT = 1
@@ -53,20 +55,34 @@ def from_iso(text: str) -> datetime:
 
 
 def normalize(record: M) -> M:
-    """A copy of ``record`` whose top-level datetime fields are UTC.
+    """A copy of ``record`` whose top-level datetime fields are UTC, checked for depth.
 
-    Raises ValueError naming the field if one is naive.
+    Every adapter passes records through here before writing them.
+
+    Raises:
+        ValueError: a naive time (naming the field), or a free-form value nested deeper
+            than :data:`aios.domain.MAX_JSON_DEPTH` — a record that could be written but
+            not read back (JSON parsers and DynamoDB both limit nesting) is refused before
+            anything is written.
     """
     changes: dict[str, Any] = {}
     for field_name in type(record).model_fields:
         value = getattr(record, field_name)
         if isinstance(value, datetime):
             changes[field_name] = utc(value, name=field_name)
+        elif isinstance(value, dict | list) and json_depth(value) > MAX_JSON_DEPTH:
+            raise ValueError(
+                f"{field_name}: nested deeper than {MAX_JSON_DEPTH} levels of objects and arrays"
+            )
     return record.model_copy(update=changes) if changes else record
 
 
 def dump(record: BaseModel) -> str:
-    """The stored JSON of a record (times in UTC). Raises ValueError for naive times."""
+    """The stored JSON of a record (times in UTC).
+
+    Raises:
+        ValueError: see :func:`normalize`.
+    """
     return normalize(record).model_dump_json()
 
 
