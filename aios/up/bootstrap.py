@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import os
+import re
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +38,9 @@ from aios.up.broker import BrokerAddress, MqttDeviceLink, parse_broker_url
 from aios.up.feed import TokenVerifier, WebSocketFeed
 
 log = logging.getLogger(__name__)
+
+LOG_LEVEL_NAMES = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_LEVELS = frozenset(logging.getLevelName(name) for name in LOG_LEVEL_NAMES)
 
 SECRET_ENV_PREFIX = "AIOS_SECRET_"
 
@@ -133,6 +137,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> UpSettin
             names the setting and the problem).
     """
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     file_values = read_config_file(config_file) if config_file is not None else {}
     token = _CONFIG_FILE_VALUES.set(file_values)
@@ -143,8 +148,20 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> UpSettin
             f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in err.errors()
         )
         raise ConfigError(f"invalid settings: {problems}") from err
+    except SettingsError as err:
+        # pydantic-settings parses list and object settings as JSON before validating.
+        match = re.search(r'field "([a-z_]+)"', str(err))
+        name = f"AIOS_{match.group(1).upper()}" if match else "a setting"
+        raise ConfigError(
+            f"{name} cannot be read: lists and objects are written as JSON, "
+            """e.g. AIOS_ALLOWED_HOSTS='["aios.example.com", "127.0.0.1"]'"""
+        ) from err
     finally:
         _CONFIG_FILE_VALUES.reset(token)
+    if logging.getLevelName(settings.log_level.upper()) not in LOG_LEVELS:
+        raise ConfigError(
+            f"AIOS_LOG_LEVEL {settings.log_level!r} is not one of {', '.join(LOG_LEVEL_NAMES)}"
+        )
     export_dotenv_secrets()
     return settings
 

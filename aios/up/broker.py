@@ -126,6 +126,7 @@ class EmbeddedBroker:
         """
         if self._thread is not None:
             raise BrokerError("the embedded broker is already started")
+        self._check_port_free()
         loop = asyncio.new_event_loop()
         thread = threading.Thread(target=loop.run_forever, name="mqtt-broker", daemon=True)
         thread.start()
@@ -154,6 +155,24 @@ class EmbeddedBroker:
         if sockets:
             self.port = sockets[0].getsockname()[1]
         log.info("MQTT broker listening", extra={"broker_url": self.address.url})
+
+    def _check_port_free(self) -> None:
+        """Refuse a port in use before the broker tries it (amqtt logs a traceback when
+        its own bind fails; the error raised here already says what to do)."""
+        if self._requested_port == 0:
+            return
+        probe = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        try:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((self.host, self._requested_port))
+        except OSError as err:
+            raise BrokerError(
+                f"cannot start the MQTT broker on {self.host}:{self._requested_port}: "
+                f"{err.strerror or err}; choose another port (AIOS_BROKER_PORT) or stop what "
+                "uses it"
+            ) from err
+        finally:
+            probe.close()
 
     def is_listening(self) -> bool:
         """Whether a TCP connection to the broker succeeds now (1 s bound)."""

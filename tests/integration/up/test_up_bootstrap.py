@@ -86,6 +86,23 @@ def test_missing_config_file(tmp_path: Path) -> None:
         load_settings(tmp_path / "absent.toml")
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("AIOS_ALLOWED_HOSTS", "aios.example.com", "AIOS_ALLOWED_HOSTS cannot be read: lists"),
+        ("AIOS_CORS_ORIGINS", "[https://a", "AIOS_CORS_ORIGINS cannot be read"),
+        ("AIOS_LOG_LEVEL", "LOUD", "AIOS_LOG_LEVEL 'LOUD' is not one of DEBUG"),
+        ("AIOS_PORT", "eighty", "port: Input should be a valid integer"),
+    ],
+)
+def test_bad_environment_values_say_what_to_change(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=message):
+        load_settings()
+
+
 def test_database_urls(tmp_path: Path) -> None:
     assert database_path(UpSettings(data_dir=tmp_path)) == tmp_path / "aios.db"
     url = f"sqlite:///{tmp_path}/x.db"  # an absolute path: four slashes in all

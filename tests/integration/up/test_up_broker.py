@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import queue
 from collections.abc import Iterator
 from typing import Any
@@ -130,12 +131,19 @@ def test_messages_published_while_the_broker_is_down_are_sent_on_reconnect() -> 
         link.close()
 
 
-def test_broker_reports_a_busy_port_and_stops_listening(broker: EmbeddedBroker) -> None:
-    """A second broker on a taken port fails clearly; a stopped one no longer listens."""
+def test_broker_reports_a_busy_port_and_stops_listening(
+    broker: EmbeddedBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A second broker on a taken port fails clearly, without a traceback in the log; a
+    stopped one no longer listens."""
     assert broker.port > 0
     assert broker.is_listening()
-    with pytest.raises(BrokerError, match=rf"127\.0\.0\.1:{broker.port}.*AIOS_BROKER_PORT"):
+    with (
+        caplog.at_level(logging.DEBUG),
+        pytest.raises(BrokerError, match=rf"127\.0\.0\.1:{broker.port}.*AIOS_BROKER_PORT"),
+    ):
         EmbeddedBroker("127.0.0.1", broker.port).start()
+    assert not [r for r in caplog.records if r.exc_info]
     broker.stop()
     assert not broker.is_listening()
     broker.stop()  # twice is harmless
