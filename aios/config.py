@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     max_concurrent_streams: int = Field(default=4, ge=1, le=256)
     rtsp_timeout: float = Field(default=10.0, gt=0, description="Seconds per RTSP read.")
     command_timeout_seconds: float = Field(default=30.0, gt=0)
+    telemetry_retention_days: float = Field(
+        default=30,
+        gt=0,
+        description="Days telemetry samples are kept; `aios up` deletes older ones about "
+        "hourly (DynamoDB: hidden at once, removed by TTL).",
+    )
     secrets_file: Path | None = Field(
         default=None, description="JSON file of integration secrets by name."
     )

@@ -50,6 +50,10 @@ META = "#META"
 
 ONE_MICROSECOND = timedelta(microseconds=1)
 
+PRUNED_PK = "TELPRUNED"
+"""Partition key of the telemetry cutoff item (sort key ``#META``): samples older than its
+``before`` are not returned (:meth:`DynamoTelemetryStore.prune`)."""
+
 
 def time_key(time: datetime, item_id: str) -> str:
     """A sort key ordering by time, then id: ``<ISO time>#<id>``.
@@ -290,7 +294,17 @@ class DynamoTelemetryStore:
     ``TELLATEST#<device_id>`` / ``<metric>`` keeps the newest sample of each metric (updated
     only when newer) and ``first_time``, the oldest sample's time: a query reads the device's
     metrics from there and then only the day buckets between the first and the newest
-    sample that overlap the asked range.
+    sample that overlap the asked range. The latest item expires (TTL) with its newest
+    sample, so a series whose samples all expired goes too.
+
+    Retention. TTL deletes each sample ``retention_days`` after its time, for free (no write
+    capacity) but asynchronously: AWS sweeps expired items typically within days, and until
+    then reads return them. :meth:`prune` therefore hides instead of deleting: it raises the
+    table-wide cutoff item ``TELPRUNED`` / ``#META`` (attribute ``before``; it never goes
+    down), and :meth:`query` and :meth:`latest` read it (one GetItem) and return no sample
+    older — samples older than the cutoff appended later included. Deleting explicitly
+    would cost a write per sample and an index to enumerate every series; the storage of
+    hidden samples is reclaimed by TTL. Keep ``retention_days`` and the pruning age equal.
     """
 
     def __init__(
@@ -339,6 +353,8 @@ class DynamoTelemetryStore:
             for name in ("device_id", "metric", "time", "value", "unit")
         ]
         sets.append(f"{e.n('entity')} = {e.v('telemetry_latest')}")
+        expires = int((newest.time + self._retention).timestamp())
+        sets.append(f"{e.n(TTL_ATTRIBUTE)} = {e.v(expires)}")
         sets.append(f"{e.n('first_time')} = if_not_exists({e.n('first_time')}, {e.v(first)})")
         newer = f"attribute_not_exists({e.n('pk')}) OR {e.n('time')} <= {e.v(newest.time)}"
         with suppress(ConditionFailed):  # refused: a newer sample is the latest already
@@ -353,8 +369,30 @@ class DynamoTelemetryStore:
                 condition=f"{e.n('first_time')} > {e.v(first)}",
             )
 
-    def _series(self, device_id: str) -> builtins.list[dict[str, Any]]:
-        return builtins.list(self._t.query_all(Query(None, f"TELLATEST#{device_id}")))
+    def _series(self, device_id: str) -> tuple[builtins.list[dict[str, Any]], datetime | None]:
+        """The device's latest items whose newest sample is not pruned, and the cutoff."""
+        cutoff = self._cutoff()
+        series = builtins.list(self._t.query_all(Query(None, f"TELLATEST#{device_id}")))
+        if cutoff is not None:
+            series = [s for s in series if from_iso(s["time"]) >= cutoff]
+        return series, cutoff
+
+    def _cutoff(self) -> datetime | None:
+        """The highest ``before`` pruned so far (None: never pruned)."""
+        item = self._t.get(PRUNED_PK, META)
+        return None if item is None else from_iso(str(item["before"]))
+
+    def prune(self, before: datetime) -> int:
+        """Hide the samples (every device) whose ``time < before``: raise the cutoff item
+        to ``before`` (conditional: only upwards). Returns 0: TTL deletes the items (see the
+        class docstring). Raises ValueError for a naive ``before``."""
+        before = utc(before, name="before")
+        e = Expr()
+        update = f"SET {e.n('before')} = {e.v(before)}, {e.n('entity')} = {e.v('telemetry_cutoff')}"
+        lower = f"attribute_not_exists({e.n('pk')}) OR {e.n('before')} < {e.v(before)}"
+        with suppress(ConditionFailed):  # refused: a later cutoff is in force already
+            self._t.update(PRUNED_PK, META, update, e, condition=lower)
+        return 0
 
     def query(
         self,
@@ -388,12 +426,15 @@ class DynamoTelemetryStore:
                 ) from err
         since = None if since is None else utc(since, name="since")
         until = None if until is None else utc(until, name="until")
-        series = [s for s in self._series(device_id) if metric is None or s["metric"] == metric]
+        stored, cutoff = self._series(device_id)
+        series = [s for s in stored if metric is None or s["metric"] == metric]
         if not series:
             return Page([])
         if since is None:
             anchor = min(self._clock(), max(from_iso(s["time"]) for s in series))
             since = anchor - self._retention - timedelta(days=1)
+        if cutoff is not None:
+            since = max(since, cutoff)
         # Per metric, the inclusive time range still to read.
         ranges: dict[str, tuple[datetime, datetime]] = {}
         for s in series:
@@ -447,8 +488,9 @@ class DynamoTelemetryStore:
         return merged[:needed]
 
     def latest(self, device_id: str) -> dict[str, TelemetryPoint]:
-        """The newest sample of each metric of the device."""
-        return {str(s["metric"]): load_record(TelemetryPoint, s) for s in self._series(device_id)}
+        """The newest sample of each metric of the device (none older than the cutoff)."""
+        series, _ = self._series(device_id)
+        return {str(s["metric"]): load_record(TelemetryPoint, s) for s in series}
 
 
 # --------------------------------------------------------------------------- commands

@@ -23,6 +23,8 @@ device's events, newest first              GSI1: gsi1pk = DEVEVT#<device_id>, gs
 telemetry of a metric on a UTC day         pk = TEL#<device_id>#<metric>#<YYYY-MM-DD>,
                                            sk = <ISO time> range (TTL: time + retention)
 latest sample (+ first time) per metric    pk = TELLATEST#<device_id>, sk = <metric>
+                                           (TTL: newest sample's time + retention)
+telemetry cutoff (pruned before)           pk = TELPRUNED, sk = #META
 command by request id                      pk = CMD#<request_id>, sk = #META
 device's commands, newest first            GSI1: gsi1pk = CMDDEV#<device_id>, gsi1sk = T#id
 pending commands, oldest deadline first    GSI2 (sparse): gsi2pk = CMDPENDING,
@@ -77,7 +79,10 @@ Telemetry. ``append`` batch-writes the samples, then raises each series' ``TELLA
 item (conditional: only to a newer sample) and lowers its ``first_time``; a query reads the
 series' day buckets between those bounds, so it never scans days without data. An append
 that raised may have stored part of its batch: retrying it (as MQTT QoS 1 redelivery does)
-is safe, since samples are keyed by time.
+is safe, since samples are keyed by time. Retention: TTL deletes samples
+``retention_days`` after their time; ``prune(before)`` raises a table-wide cutoff that
+queries and ``latest`` honour at once (it deletes nothing itself and returns 0), so expired
+items TTL has not swept yet are not returned either.
 
 Reads. Gets and table queries are strongly consistent; index queries (lists) are
 eventually consistent, as DynamoDB's GSIs are. Lists page on the index's key: the cursor is

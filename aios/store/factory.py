@@ -65,4 +65,4 @@ def open_store(settings: Settings) -> Store:
     table = (settings.database_url or "").removeprefix("dynamodb://")
     if not table:
         raise DatabaseUrlError("AIOS_DATABASE_URL 'dynamodb://' names no table: dynamodb://TABLE")
-    return DynamoStore(table)
+    return DynamoStore(table, retention_days=settings.telemetry_retention_days)

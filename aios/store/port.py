@@ -182,6 +182,22 @@ class TelemetryStore(Protocol):
         """The newest sample of each metric of the device."""
         ...
 
+    def prune(self, before: datetime) -> int:
+        """Delete the samples of every device whose ``time < before`` (retention).
+
+        When it returns, :meth:`query` returns no sample older than ``before`` (whatever its
+        ``since``), and :meth:`latest` leaves out a metric whose samples were all older
+        (a metric with a newer sample keeps its newest). Samples at ``before`` are kept.
+        What it dropped stays dropped: repeating it, or pruning with an earlier ``before``,
+        brings nothing back. A sample older than ``before`` appended *after* the call is
+        the adapter's to keep (SQLite, until the next prune) or hide (DynamoDB).
+
+        Returns how many samples it deleted. An adapter whose deletion is asynchronous
+        (DynamoDB: TTL deletes the items later) hides them at once and returns 0.
+        Raises ValueError for a naive ``before``.
+        """
+        ...
+
 
 class CommandStore(Protocol):
     def create(self, command: Command) -> Command:

@@ -30,6 +30,7 @@ import builtins
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -102,6 +103,9 @@ __all__ = [
 ]
 
 DEFAULT_BUSY_TIMEOUT_SECONDS = 30.0
+PRUNE_BATCH_ROWS = 5000
+"""Telemetry rows :meth:`SqliteTelemetryStore.prune` deletes per transaction: each batch
+holds the write lock for milliseconds, so ingestion goes on during a large prune."""
 MEMORY = ":memory:"
 """The path of a private in-memory database (no file, nothing durable: for tests)."""
 
@@ -267,6 +271,11 @@ MIGRATIONS: tuple[Migration, ...] = (
                 key TEXT PRIMARY KEY,
                 value TEXT NOT NULL)""",
         ),
+    ),
+    Migration(
+        4,
+        "telemetry: index by time alone, for retention (prune)",
+        ("CREATE INDEX telemetry_by_age ON telemetry (time)",),
     ),
 )
 """The schema, step by step. Append new steps; never edit a released one."""
@@ -742,6 +751,32 @@ class SqliteTelemetryStore:
                 (device_id,),
             ).fetchall()
         return {r["metric"]: self._point(device_id, r) for r in rows}
+
+    def prune(self, before: datetime, *, batch_rows: int = PRUNE_BATCH_ROWS) -> int:
+        """Delete the samples (every device) whose ``time < before``; return how many.
+
+        Deletes ``batch_rows`` rows per transaction (the oldest first, through the
+        ``telemetry_by_age`` index), releasing the write lock between batches so other
+        writers (the ingester, another process) are not held up by a large prune. A batch
+        that committed stays deleted if a later one fails. Raises ValueError for a naive
+        ``before`` or a ``batch_rows`` below 1.
+        """
+        cutoff = to_iso(before, name="before")
+        if batch_rows < 1:
+            raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
+        deleted = 0
+        while True:
+            with self._db.write() as conn:
+                count = conn.execute(
+                    "DELETE FROM telemetry WHERE (device_id, metric, time) IN ("
+                    "SELECT device_id, metric, time FROM telemetry INDEXED BY telemetry_by_age "
+                    "WHERE time < ? ORDER BY time LIMIT ?)",
+                    (cutoff, batch_rows),
+                ).rowcount
+            deleted += count
+            if count < batch_rows:
+                return deleted
+            time.sleep(0)  # let a thread waiting for the lock take it before the next batch
 
 
 class SqliteCommandStore:

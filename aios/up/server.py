@@ -8,7 +8,9 @@ ingester; with the embedded broker, every device's desired configuration is publ
 again, retained (the broker keeps retained messages in memory only); the first admin
 account when there is no account (its password is printed once,
 on standard output); the scheduler (every ``SCHEDULER_INTERVAL_SECONDS``: device status
-transitions and alerts, command timeouts); then the HTTP server.
+transitions and alerts, command timeouts; and, on a thread of its own, at once and then
+every ``TELEMETRY_PRUNE_INTERVAL_SECONDS``: telemetry older than
+``telemetry_retention_days`` is pruned); then the HTTP server.
 
 HTTP: ``/api/v1/…``, ``/docs`` and ``/openapi.json`` go to the API handler through
 :class:`~aios.up.adapter.ApiGatewayAdapter`; ``/ws/…`` are the live feeds; ``/healthz``
@@ -36,6 +38,7 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -47,7 +50,9 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from aios.domain import utcnow
 from aios.fleet.service import FleetService
+from aios.store.port import Store
 from aios.up.adapter import ApiGatewayAdapter
 from aios.up.bootstrap import ConfigError, UpSettings, build_services
 from aios.up.broker import BrokerAddress, EmbeddedBroker, MqttDeviceLink
@@ -58,6 +63,7 @@ from aios.up.metrics import IngestCounts, Metrics, Sources
 log = logging.getLogger(__name__)
 
 SCHEDULER_INTERVAL_SECONDS = 5.0
+TELEMETRY_PRUNE_INTERVAL_SECONDS = 3600.0
 GRACEFUL_SHUTDOWN_SECONDS = 10
 HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 EXIT_OK = 0
@@ -81,11 +87,13 @@ class Scheduler:
         self,
         jobs: list[tuple[str, Callable[[], Any]]],
         interval: float = SCHEDULER_INTERVAL_SECONDS,
+        *,
+        name: str = "scheduler",
     ) -> None:
         self.jobs = jobs
         self.interval = interval
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
 
     def start(self) -> None:
         """Start ticking (the first tick runs at once)."""
@@ -107,6 +115,30 @@ class Scheduler:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
+
+
+def telemetry_pruner(
+    store: Store, retention_days: float, clock: Callable[[], datetime] = utcnow
+) -> Callable[[], int]:
+    """The scheduled job of telemetry retention: each call prunes the samples older than
+    ``retention_days`` before ``clock()`` (:meth:`~aios.store.port.TelemetryStore.prune`),
+    logs how many were deleted, and returns that count. Raises what the store raises (the
+    :class:`Scheduler` logs it and tries again at the next tick); ValueError at once for
+    a ``retention_days`` that is not positive."""
+    if not retention_days > 0:
+        raise ValueError(f"telemetry_retention_days must be positive, got {retention_days}")
+    retention = timedelta(days=retention_days)
+
+    def prune() -> int:
+        before = clock() - retention
+        deleted = store.telemetry.prune(before)
+        log.info(
+            "telemetry pruned",
+            extra={"deleted": deleted, "before": before.isoformat(), "days": retention_days},
+        )
+        return deleted
+
+    return prune
 
 
 def default_web_dir() -> Path:
@@ -415,8 +447,27 @@ def serve(settings: UpSettings, *, out: TextIO | None = None) -> int:
         scheduler = Scheduler(
             [("fleet.evaluate", fleet.evaluate), ("fleet.expire_commands", fleet.expire_commands)]
         )
+        # On its own thread: a long prune (the first after a while) delays no fleet job.
+        pruner = Scheduler(
+            [
+                (
+                    "telemetry.prune",
+                    telemetry_pruner(
+                        services.store, settings.telemetry_retention_days, services.clock
+                    ),
+                )
+            ],
+            interval=TELEMETRY_PRUNE_INTERVAL_SECONDS,
+            name="telemetry-prune",
+        )
         scheduler.start()
-        stack.callback(_quietly("scheduler", scheduler.stop))
+        pruner.start()
+
+        def stop_schedulers() -> None:
+            pruner.stop(timeout=5.0)
+            scheduler.stop()
+
+        stack.callback(_quietly("scheduler", stop_schedulers))
 
         feed = services.feed
         assert isinstance(feed, WebSocketFeed)

@@ -284,6 +284,45 @@ def test_telemetry_without_since_reads_the_retention_window(client: Any) -> None
     assert [p.value for p in dynamo.telemetry.query("s1", since=since).items] == [1, 2]
 
 
+def test_telemetry_prune_raises_a_cutoff_and_leaves_deletion_to_ttl(client: Any) -> None:
+    # GIVEN a store keeping 7 days, with samples of one metric over 4 days
+    counting = CountingClient(client)
+    dynamo = DynamoStore(TABLE, client=counting, retention_days=7, clock=lambda: NOW)
+    days = [T0 + timedelta(days=d) for d in range(4)]
+    dynamo.telemetry.append(
+        [TelemetryPoint(device_id="s1", metric="t", time=t, value=i) for i, t in enumerate(days)]
+    )
+    # THEN the latest item expires with its newest sample
+    latest_item = raw(client, "TELLATEST#s1", "t")
+    assert latest_item is not None
+    assert latest_item[TTL_ATTRIBUTE] == {"N": str(int((days[3] + timedelta(days=7)).timestamp()))}
+    # WHEN pruned before the third day
+    assert dynamo.telemetry.prune(days[2]) == 0
+    # THEN no item is deleted (TTL will) but the cutoff item holds the time
+    assert raw(client, f"TEL#s1#t#{days[0].date().isoformat()}", days[0].isoformat()) is not None
+    assert raw(client, "TELPRUNED") == {
+        "pk": {"S": "TELPRUNED"},
+        "sk": {"S": "#META"},
+        "before": {"S": days[2].isoformat(timespec="microseconds")},
+        "entity": {"S": "telemetry_cutoff"},
+    }
+    # AND a query reads only the day buckets from the cutoff on
+    counting.queries = 0
+    assert [p.value for p in dynamo.telemetry.query("s1", since=T0).items] == [2, 3]
+    assert counting.queries == 1 + 2  # the latest items, then the 2 days left
+    # WHEN an earlier prune follows, THEN the cutoff does not go down
+    dynamo.telemetry.prune(days[0])
+    assert raw(client, "TELPRUNED")["before"] == {"S": days[2].isoformat(timespec="microseconds")}
+    # AND a sample older than the cutoff that arrives late is hidden as well
+    late = TelemetryPoint(device_id="s2", metric="t", time=days[1], value=9)
+    dynamo.telemetry.append([late])
+    assert dynamo.telemetry.query("s2", since=T0).items == []
+    assert dynamo.telemetry.latest("s2") == {}
+    # AND a naive time is refused
+    with pytest.raises(ValueError, match="before"):
+        dynamo.telemetry.prune(datetime(2026, 3, 3))
+
+
 def test_telemetry_cursor_of_another_metric_is_refused(dynamo: DynamoStore) -> None:
     dynamo.telemetry.append(
         [

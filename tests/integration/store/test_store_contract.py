@@ -518,6 +518,71 @@ def test_telemetry_pages(store: Store) -> None:
     ]
 
 
+def test_telemetry_prune_drops_older_samples_from_query_and_latest(store: Store) -> None:
+    # GIVEN two devices: s1 with "temp" at 0..5 s and "hum" only at 0..1 s; s2 at 0..3 s
+    store.telemetry.append(
+        [TelemetryPoint(device_id="s1", metric="temp", time=at(i), value=i) for i in range(6)]
+        + [TelemetryPoint(device_id="s1", metric="hum", time=at(i), value=50) for i in (0, 1)]
+        + [TelemetryPoint(device_id="s2", metric="temp", time=at(i), value=i) for i in range(4)]
+    )
+    # WHEN samples older than 2 s are pruned
+    deleted = store.telemetry.prune(at(2))
+    # THEN it reports the 6 it deleted, or 0 where deletion is deferred (DynamoDB's TTL)
+    assert deleted in (6, 0)
+    # AND no query returns an older sample, whatever its since; the one at 2 s is kept
+    assert [p.time for p in store.telemetry.query("s1").items] == [at(i) for i in range(2, 6)]
+    assert [p.time for p in store.telemetry.query("s1", since=at(-60)).items] == [
+        at(i) for i in range(2, 6)
+    ]
+    assert [p.value for p in store.telemetry.query("s2", metric="temp").items] == [2, 3]
+    assert store.telemetry.query("s1", metric="hum").items == []
+    assert store.telemetry.query("s1", until=at(2)).items == []
+    # AND pages still walk what is left
+    pages = walk(lambda c: store.telemetry.query("s1", since=at(0), limit=3, cursor=c))
+    assert [p.time for p in flat(pages)] == [at(i) for i in range(2, 6)]
+    # AND latest leaves out the metric whose samples were all older, keeps the other's newest
+    assert set(store.telemetry.latest("s1")) == {"temp"}
+    assert store.telemetry.latest("s1")["temp"].time == at(5)
+    assert store.telemetry.latest("s2")["temp"].value == 3
+
+
+def test_telemetry_prune_again_or_earlier_deletes_nothing_more(store: Store) -> None:
+    store.telemetry.append(
+        [TelemetryPoint(device_id="s1", metric="t", time=at(i), value=i) for i in range(4)]
+    )
+    assert store.telemetry.prune(at(-10)) == 0  # nothing that old
+    assert len(store.telemetry.query("s1").items) == 4
+    store.telemetry.prune(at(2))
+    # WHEN pruned again at the same time, then at an earlier one
+    assert store.telemetry.prune(at(2)) == 0
+    assert store.telemetry.prune(at(1)) == 0
+    # THEN what the first prune dropped stays dropped, the rest stays
+    assert [p.value for p in store.telemetry.query("s1").items] == [2, 3]
+    # AND newer samples appended afterwards are stored and returned as ever
+    store.telemetry.append([TelemetryPoint(device_id="s1", metric="t", time=at(9), value=9)])
+    assert [p.value for p in store.telemetry.query("s1").items] == [2, 3, 9]
+    assert store.telemetry.latest("s1")["t"].value == 9
+
+
+def test_telemetry_prune_of_every_sample_empties_query_and_latest(store: Store) -> None:
+    assert store.telemetry.prune(at(0)) == 0  # an empty store
+    store.telemetry.append(
+        [
+            TelemetryPoint(device_id="s1", metric=m, time=at(i), value=i)
+            for i in range(3)
+            for m in "ab"
+        ]
+    )
+    assert store.telemetry.prune(at(100)) in (6, 0)
+    assert store.telemetry.query("s1").items == []
+    assert store.telemetry.latest("s1") == {}
+
+
+def test_telemetry_prune_refuses_a_naive_time(store: Store) -> None:
+    with pytest.raises(ValueError, match="before"):
+        store.telemetry.prune(datetime(2026, 3, 1, 8, 0))
+
+
 # --------------------------------------------------------------------------- commands
 
 

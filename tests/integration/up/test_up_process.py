@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from up_support import free_port, wait_until
 from websockets.sync.client import connect
+
+from aios.domain import TelemetryPoint
+from aios.store.sqlite import SqliteStore
 
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 15.0
@@ -263,11 +266,31 @@ def test_up_serves_api_mqtt_and_feeds_then_stops_and_restarts_with_its_data(up: 
     assert log_lines[-1]["message"] == "stopped"
     steps = [e["step"] for e in log_lines if e["message"] == "shutdown step done"]
     assert steps == ["scheduler", "ingester", "runs", "link", "store", "broker"]
+    # AND telemetry was pruned once shortly after start (nothing older than 30 days yet)
+    pruned = [e for e in log_lines if e["message"] == "telemetry pruned"]
+    assert [(e["deleted"], e["days"]) for e in pruned] == [(0, 30)]
     assert password not in first.stderr()
     assert token not in first.stderr()
 
-    # WHEN it starts again on the same data folder
+    # WHEN telemetry older than the 30-day retention is in the file while it is stopped
+    now = datetime.now(UTC)
+    with SqliteStore(first.data_dir / "aios.db") as offline:
+        offline.telemetry.append(
+            [
+                TelemetryPoint(
+                    device_id="sensor-7", metric="t", time=now - timedelta(days=d), value=d
+                )
+                for d in (45, 40, 31, 2)
+            ]
+        )
+    # AND it starts again on the same data folder
     second = up()
+    # THEN it prunes the 3 old samples shortly after start
+    wait_until(lambda: '"telemetry pruned"' in second.stderr(), what="telemetry pruned")
+    pruned = [
+        json.loads(line) for line in second.stderr().splitlines() if '"telemetry pruned"' in line
+    ]
+    assert [e["deleted"] for e in pruned] == [3]
     # THEN no new admin password is printed, the old one works and the device is there
     assert second.printed_password() is None
     auth = login(second.url, password)
@@ -279,6 +302,8 @@ def test_up_serves_api_mqtt_and_feeds_then_stops_and_restarts_with_its_data(up: 
     assert desired["version"] == 1
     assert desired["config"] == {"interval_seconds": 5}
     assert second.signal(signal.SIGINT) == 0
+    with SqliteStore(first.data_dir / "aios.db") as stopped:
+        assert [p.value for p in stopped.telemetry.query("sensor-7", metric="t").items] == [2]
 
 
 def test_a_killed_process_loses_no_acknowledged_write(up: Any) -> None:
