@@ -167,6 +167,21 @@ def _spa_endpoint(web_dir: Path) -> Callable[[Request], Any]:
     return serve
 
 
+def explained(probe: Callable[[], bool], reason: str) -> Callable[[], bool]:
+    """``probe``, raising :class:`ProbeFailed` with ``reason`` when it answers False."""
+
+    def check() -> bool:
+        if not probe():
+            raise ProbeFailed(reason)
+        return True
+
+    return check
+
+
+class ProbeFailed(Exception):
+    """A health probe's part does not work; the message says how (shown in /healthz)."""
+
+
 @dataclass
 class HealthCheck:
     """What ``/healthz`` checks: each probe returns whether its part works."""
@@ -180,6 +195,8 @@ class HealthCheck:
             try:
                 ok = bool(probe())
                 results[name] = {"ok": ok}
+            except ProbeFailed as err:
+                results[name] = {"ok": False, "error": str(err)}
             except Exception as err:
                 log.warning("health probe failed", extra={"probe": name}, exc_info=True)
                 results[name] = {"ok": False, "error": type(err).__name__}
@@ -490,8 +507,10 @@ def serve(settings: UpSettings, *, out: TextIO | None = None) -> int:
         health = HealthCheck(
             {
                 "store": lambda: services.store.users.count() >= 0,
-                "broker": link.is_connected,
-                "ingester": lambda: ingester.wait_subscribed(0),
+                "broker": explained(link.is_connected, f"not connected to {address.url}"),
+                "ingester": explained(
+                    lambda: ingester.wait_subscribed(0), "not subscribed to device topics"
+                ),
             }
         )
         adapter = ApiGatewayAdapter(create_app(services), observe=metrics.observe_request)
@@ -535,6 +554,10 @@ def serve(settings: UpSettings, *, out: TextIO | None = None) -> int:
             lifespan="on",
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
             server_header=False,
+            # The client address is the socket's peer: X-Forwarded-For from any client
+            # (loopback included) would let it pick its address for the login rate
+            # limit and the audit log. Behind a reverse proxy, rate limits are per proxy.
+            proxy_headers=False,
         )
         server = _Server(config)
         log.info("serving", extra={"url": base})

@@ -14,7 +14,7 @@ from up_support import ServerThread
 from aios.up.adapter import ApiGatewayAdapter
 from aios.up.feed import WebSocketFeed
 from aios.up.metrics import IngestCounts, Metrics, Sources
-from aios.up.server import HealthCheck, Scheduler, build_http_app
+from aios.up.server import HealthCheck, Scheduler, build_http_app, explained
 
 
 def tiny_api() -> APIGatewayRestResolver:
@@ -210,3 +210,16 @@ def test_keep_alive_requests_are_not_held_by_delayed_acks(without_console: Serve
             assert client.get(f"{without_console.url}/").status_code == 200
             durations.append(time.perf_counter() - started)
     assert statistics.median(durations) < 0.025, durations
+
+
+def test_health_says_why_a_part_fails() -> None:
+    connected = False
+    check = HealthCheck(
+        {"broker": explained(lambda: connected, "not connected to mqtt://127.0.0.1:1883")}
+    )
+    assert check.run() == (
+        False,
+        {"broker": {"ok": False, "error": "not connected to mqtt://127.0.0.1:1883"}},
+    )
+    connected = True
+    assert check.run() == (True, {"broker": {"ok": True}})

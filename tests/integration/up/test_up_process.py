@@ -200,15 +200,19 @@ def test_up_serves_api_mqtt_and_feeds_then_stops_and_restarts_with_its_data(up: 
     assert httpx.get(f"{base}/docs", timeout=30).status_code == 200
     assert httpx.get(f"{base}/healthz", headers={"Host": "evil.example"}).status_code == 400
 
-    # WHEN the admin signs in and registers a sensor
+    # WHEN the admin signs in and registers a sensor, claiming another address
     auth = login(base, password)
     created = httpx.post(
         f"{base}/api/v1/devices",
         json={"id": "sensor-7", "name": "Tank level", "kind": "sensor"},
-        headers=auth,
+        headers={**auth, "X-Forwarded-For": "198.51.100.9"},
         timeout=10,
     )
     assert created.status_code == 201, created.text
+    # THEN the audit log has the socket's address, not the claimed one
+    audit = httpx.get(f"{base}/api/v1/audit", params={"limit": 1}, headers=auth, timeout=10)
+    assert audit.json()["items"][0]["action"] == "device.create"
+    assert audit.json()["items"][0]["source_ip"] == "127.0.0.1"
     token = auth["Authorization"].split()[1]
 
     # AND the sensor sends a heartbeat over MQTT while a console watches /ws/devices
