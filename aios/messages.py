@@ -12,8 +12,11 @@ Topics follow AWS IoT's topic design (whitepaper "Designing MQTT Topics for AWS 
 Every message is a JSON object with ``schema_version`` (1; may be omitted), ``message_id``
 (required, the idempotency key: a message delivered twice — MQTT QoS 1 redelivery — carries
 the same id and is processed once) and ``time`` (required, ISO 8601 with a UTC offset;
-naive times are refused because their zone is unknowable). Unknown fields are refused: a
-misspelt field is an error, not a silently dropped value.
+naive times are refused because their zone is unknowable; times more than
+:data:`MAX_CLOCK_SKEW` ahead of the platform's clock are refused by the fleet, see
+:func:`check_times`). Unknown fields are refused: a misspelt field is an error, not a
+silently dropped value. Free-form objects (an event's ``data``, a configuration, command
+``params`` and ``result``) are nested at most :data:`aios.domain.MAX_JSON_DEPTH` levels.
 
 **Configuration acknowledgement.** A device acknowledges a desired configuration with an
 event of type ``config.reported`` on its events topic, whose ``data`` is a
@@ -36,13 +39,29 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Literal
+from functools import partial
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from aios.domain import DEVICE_ID_PATTERN, DeviceKind
+from aios.domain import (
+    DEVICE_ID_PATTERN,
+    MAX_JSON_DEPTH,
+    DeviceKind,
+    JsonObject,
+    check_json_depth,
+    json_depth,
+)
 
 SCHEMA_VERSION = 1
 """The version of every message model of this module."""
@@ -68,6 +87,24 @@ RESERVED_EVENT_PREFIXES = ("status.", "device.", "command.", "alert.", "config."
 
 CONFIG_REPORTED = "config.reported"
 """The event type of a configuration acknowledgement (see the module doc)."""
+
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+"""How far into the future (by the platform's clock) a message's or sample's time may be.
+
+A time further ahead is refused (reason ``invalid``): a device whose clock runs ahead, or
+a sample stamped 2099, would otherwise stay the "latest" value of its metric and hide
+every real reading sent after it. Five minutes is far more than NTP-synchronised clocks
+drift (milliseconds) and than transit and queueing delay, yet short enough that a bad
+value cannot mask real ones for long. Times in the past are accepted (buffered readings
+sent after a connection loss are legitimate)."""
+
+HEARTBEAT_TIME_KEY = "heartbeat_time"
+"""Key in ``Device.health`` of the heartbeat's own ``time`` (the sender's clock, ISO 8601):
+what the health values are compared with telemetry sample times by (see
+``FleetService.metric_value``). Reserved: a device cannot send a health metric of that name."""
+
+RESERVED_HEALTH_KEYS = frozenset({HEARTBEAT_TIME_KEY, "config_version"})
+"""Keys of ``Device.health`` the platform fills in; not accepted as health metrics."""
 
 _DEVICE_ID_RE = re.compile(DEVICE_ID_PATTERN)
 
@@ -143,10 +180,16 @@ class HealthMetrics(BaseModel):
         if len(extra) > 64:
             raise ValueError("at most 64 additional health metrics")
         for name, value in extra.items():
+            if name in RESERVED_HEALTH_KEYS:
+                raise ValueError(
+                    f"health metric name {name!r} is reserved for the platform "
+                    f"({', '.join(sorted(RESERVED_HEALTH_KEYS))}); use another name"
+                )
             if not re.match(METRIC_PATTERN, name):
                 raise ValueError(
-                    f"health metric name {name!r} must match {METRIC_PATTERN} "
-                    "(letters, digits, '_', '.', ':', '-')"
+                    # the name is not shown: it is not a valid name, so could be anything
+                    f"health metric names must match {METRIC_PATTERN} "
+                    "(letters, digits, '_', '.', ':', '-'; at most 128)"
                 )
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"health metric {name!r} must be a number")
@@ -154,7 +197,7 @@ class HealthMetrics(BaseModel):
                 raise ValueError(f"health metric {name!r} must be finite")
         return self
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, float | int]:
         """The metrics that were given, by name (what ``Device.health`` keeps)."""
         return {k: v for k, v in self.model_dump(exclude_none=True).items()}
 
@@ -224,6 +267,11 @@ class Telemetry(DeviceMessage):
 Severity = Literal["info", "warning", "critical"]
 
 
+_EventData = Annotated[
+    dict[str, Any], AfterValidator(partial(check_json_depth, limit=MAX_JSON_DEPTH + 1))
+]
+
+
 class DeviceEventItem(BaseModel):
     """One event a device reports (a door opened, a Modbus unit stopped answering)."""
 
@@ -232,7 +280,11 @@ class DeviceEventItem(BaseModel):
     type: str = Field(pattern=EVENT_TYPE_PATTERN, max_length=100)
     severity: Severity = "info"
     message: str = Field(default="", max_length=2000)
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: _EventData = Field(
+        default_factory=dict,
+        description="Free-form JSON object, nested at most 24 levels (a config.reported "
+        "event's: 25, its config being one level down and at most 24).",
+    )
     time: datetime | None = Field(default=None, description="UTC; absent: the message's time.")
     id: str | None = Field(
         default=None,
@@ -245,6 +297,14 @@ class DeviceEventItem(BaseModel):
     @classmethod
     def _time_is_aware(cls, value: datetime | None) -> datetime | None:
         return None if value is None else _utc(value)
+
+    @model_validator(mode="after")
+    def _data_depth(self) -> DeviceEventItem:
+        # Stored as the event's data: at most MAX_JSON_DEPTH. A config report's data is
+        # not stored as such; its config (one level down) is checked by ConfigReport.
+        if self.type != CONFIG_REPORTED and json_depth(self.data) > MAX_JSON_DEPTH:
+            raise ValueError(f"data: nested deeper than {MAX_JSON_DEPTH} levels")
+        return self
 
     @field_validator("type")
     @classmethod
@@ -270,7 +330,7 @@ class ConfigReport(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     version: int = Field(ge=0, description="The desired-config version acknowledged.")
-    config: dict[str, Any] | None = Field(
+    config: JsonObject | None = Field(
         default=None, description="The configuration now running; absent: the desired one."
     )
     accepted: bool = True
@@ -289,7 +349,7 @@ class CommandRequest(Message):
         description="The target device: the topic's device, or a child of that connector.",
     )
     name: str = Field(min_length=1, max_length=100, description="e.g. 'write_coil', 'reboot'.")
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: JsonObject = Field(default_factory=dict)
     deadline: datetime = Field(description="After this (UTC) the answer is ignored.")
 
     @field_validator("deadline")
@@ -303,7 +363,7 @@ class CommandResponse(Message):
 
     request_id: str = Field(min_length=1, max_length=128)
     ok: bool
-    result: dict[str, Any] | None = None
+    result: JsonObject | None = None
     error: str | None = Field(default=None, max_length=2000)
 
 
@@ -315,7 +375,7 @@ class DesiredConfig(Message):
 
     device_id: str = Field(pattern=DEVICE_ID_PATTERN)
     version: int = Field(ge=1, description="Increases by 1 on every change.")
-    config: dict[str, Any] = Field(default_factory=dict)
+    config: JsonObject = Field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- topics
@@ -400,3 +460,60 @@ def parse_topic(value: str) -> tuple[str, TopicKind]:
             f"device id {device_id!r} in topic {value!r} must match {DEVICE_ID_PATTERN}"
         )
     return device_id, kind
+
+
+def future_times(message: Message, now: datetime) -> list[str]:
+    """Field paths of the times of ``message`` more than :data:`MAX_CLOCK_SKEW` after
+    ``now`` (UTC): ``time``, ``samples.<i>.time``, ``events.<i>.time``. Empty: all fine."""
+    limit = now + MAX_CLOCK_SKEW
+    found = ["time"] if message.time > limit else []
+    items: list[TelemetrySample | DeviceEventItem] = []
+    prefix = ""
+    if isinstance(message, Telemetry):
+        items, prefix = list(message.samples), "samples"
+    elif isinstance(message, DeviceEventsMessage):
+        items, prefix = list(message.events), "events"
+    found.extend(
+        f"{prefix}.{i}.time"
+        for i, item in enumerate(items)
+        if item.time is not None and item.time > limit
+    )
+    return found
+
+
+def check_times(message: Message, now: datetime) -> None:
+    """Refuse a message with a time too far in the future (see :data:`MAX_CLOCK_SKEW`).
+
+    Raises:
+        ValueError: naming the fields (at most 3) and the limit; never their values.
+    """
+    paths = future_times(message, now)
+    if paths:
+        more = f" (+{len(paths) - 3} more)" if len(paths) > 3 else ""
+        raise ValueError(
+            f"{', '.join(paths[:3])}{more}: more than {MAX_CLOCK_SKEW.total_seconds():g} s "
+            "after the platform's clock; check the device's clock (NTP)"
+        )
+
+
+_PATH_UNSAFE = re.compile(r"[^A-Za-z0-9_.:\-]")
+
+
+def describe_errors(err: ValidationError, limit: int = 3) -> str:
+    """Field paths and error types of a validation error — never the input values, which
+    are device content (may hold credentials): e.g. ``events.0.data.version: int_parsing``.
+
+    The types are pydantic's error types (``missing``, ``greater_than``, ``value_error``…).
+    A path level that is a key sent by the device (an unknown field) is kept — it says
+    what to fix — but cut to 64 characters, other than ``[A-Za-z0-9_.:-]`` shown as ``?``.
+    """
+    parts = []
+    for e in err.errors(include_input=False, include_url=False, include_context=False)[:limit]:
+        path = ".".join(_PATH_UNSAFE.sub("?", str(p))[:64] for p in e["loc"]) or "(message)"
+        # A value_error's text is this module's or aios.domain's own (what to change;
+        # it names fields, never values); every other message could quote the schema only,
+        # but the type says as much.
+        reason = f"value_error ({e['msg']})" if e["type"] == "value_error" else e["type"]
+        parts.append(f"{path}: {reason}")
+    more = err.error_count() - limit
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")

@@ -20,7 +20,8 @@ messages for the ingester while it is away; without one, a random id and a clean
 :meth:`MqttIngester.stop` handles every message already received before it returns.
 
 Outcomes are counted per reason in :attr:`MqttIngester.stats`; refused messages are logged
-with topic, reason and size — never the payload, which may hold credentials — the first 20
+with topic, reason, size and a detail made of field paths and error types — never the
+payload or any value from it, which may hold credentials — the first 20
 of each reason, then every 1000th (a misbehaving device must not flood the log). A message
 whose ``(device, message_id)`` was handled within the last ``dedup_window`` messages is
 dropped as a duplicate (QoS 1 delivers at least once).
@@ -50,6 +51,7 @@ from aios.messages import (
     Heartbeat,
     Telemetry,
     TopicKind,
+    describe_errors,
     parse_topic,
 )
 
@@ -79,7 +81,8 @@ REASONS = (
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of one message. ``detail`` explains a refusal (no payload content)."""
+    """What became of one message. ``detail`` explains a refusal: field paths, error
+    types, device ids — never a value from the payload."""
 
     reason: str
     kind: TopicKind | None = None
@@ -145,10 +148,10 @@ def handle_message(
     try:
         message = _MODELS[kind].model_validate(data)
     except ValidationError as err:
-        return Outcome("invalid", kind, device_id, _errors(err))
+        return Outcome("invalid", kind, device_id, describe_errors(err))
     key = (device_id, message.message_id)
     if recent is not None and key in recent:
-        return Outcome("duplicate", kind, device_id, f"message_id {message.message_id!r}")
+        return Outcome("duplicate", kind, device_id, "message_id handled already")
     try:
         if isinstance(message, Heartbeat):
             fleet.record_heartbeat(device_id, message)
@@ -162,14 +165,18 @@ def handle_message(
         ):
             if recent is not None:
                 recent.add(key)
-            return Outcome("late_response", kind, device_id, message.request_id)
+            return Outcome(
+                "late_response", kind, device_id, "request answered already or past its deadline"
+            )
     except MessageRefused as err:
         return Outcome(err.reason, kind, device_id, str(err))
     except InvalidRequest as err:
         return Outcome("invalid", kind, device_id, str(err))
     except Exception as err:  # the store failed: count it, keep the loop alive
-        log.exception("ingest: %s from %s failed: %s", kind, device_id, type(err).__name__)
-        return Outcome("error", kind, device_id, type(err).__name__)
+        # The type only: an exception's text (and a traceback's last line) may quote the
+        # message's content.
+        log.error("ingest: %s from %s failed: %s", kind, device_id, _error_type(err))
+        return Outcome("error", kind, device_id, _error_type(err))
     if recent is not None:
         recent.add(key)
     return Outcome("accepted", kind, device_id)
@@ -183,14 +190,9 @@ _MODELS: dict[TopicKind, type[Heartbeat | Telemetry | DeviceEventsMessage | Comm
 }
 
 
-def _errors(err: ValidationError, limit: int = 3) -> str:
-    """Field paths and messages of a validation error, without the input values."""
-    parts = []
-    for e in err.errors(include_input=False, include_url=False)[:limit]:
-        path = ".".join(str(p) for p in e["loc"]) or "(message)"
-        parts.append(f"{path}: {e['msg']}")
-    more = err.error_count() - limit
-    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+def _error_type(err: BaseException) -> str:
+    cls = type(err)
+    return cls.__name__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__name__}"
 
 
 class _LogLimiter:
@@ -338,8 +340,8 @@ class MqttIngester:
             try:
                 outcome = handle_message(self.fleet, topic, payload, recent=self.recent)
             except Exception as err:  # handle_message does not raise; belt and braces
-                log.exception("ingest: unexpected failure on %s", topic)
-                outcome = Outcome("error", detail=type(err).__name__)
+                log.error("ingest: unexpected failure on %s: %s", topic, _error_type(err))
+                outcome = Outcome("error", detail=_error_type(err))
             with self._idle:
                 self._stats[outcome.reason] += 1
                 if outcome.accepted and outcome.kind is not None:

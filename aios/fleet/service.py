@@ -10,7 +10,16 @@ runs periodically (every few seconds in ``aios up``, a scheduled function in the
 :meth:`~FleetService.evaluate` keeps the last status it saw per device in the settings
 store (key ``fleet.status/{device_id}``) — bookkeeping of the evaluator, never displayed.
 Transition events get an id derived from (device, previous status, new status, last seen),
-so two evaluators running at once store one event.
+so two evaluators running at once store one event. The time of each transition is kept
+with it and gives ``status_since`` (:meth:`FleetService.status_since`), together with
+:data:`CONTACT_KEY` (the first message after a silence); the status itself is never read
+from there.
+
+**Ingestion** checks a whole message before writing any of it: times (at most
+:data:`~aios.messages.MAX_CLOCK_SKEW` ahead), every record it will write (built and
+validated as the store will validate it, e.g. JSON depth). A bad message writes nothing
+and raises :class:`InvalidRequest` with field paths and error types, never the values.
+Logs of this module never hold message content.
 
 **Unknown devices** that publish are refused (:class:`MessageRefused`, reason
 ``unknown_device``) unless the setting ``allow_pending_devices`` is on, or the settings
@@ -55,6 +64,7 @@ from aios.domain import (
 from aios.fleet.status import FleetThresholds, StatusInfo, derive_status
 from aios.messages import (
     CONFIG_REPORTED,
+    HEARTBEAT_TIME_KEY,
     MAX_PAYLOAD_BYTES,
     CommandRequest,
     CommandResponse,
@@ -62,8 +72,11 @@ from aios.messages import (
     DesiredConfig,
     DeviceEventsMessage,
     Heartbeat,
+    Message,
     Telemetry,
     TopicKind,
+    check_times,
+    describe_errors,
     topic,
 )
 from aios.services import Services
@@ -73,6 +86,12 @@ log = logging.getLogger(__name__)
 
 STATUS_KEY = "fleet.status/{device_id}"
 """Settings key of the evaluator's last seen status of a device."""
+
+CONTACT_KEY = "fleet.contact/{device_id}"
+"""Settings key of when a device was first heard from after silence (``{"since": iso}``):
+written by ingestion only when a message ends a silence (never seen, or silent for the
+warning delay), so not on every heartbeat. The start of "online since" until the
+evaluator records the transition."""
 
 CONDITION_KEY = "fleet.condition/{rule_id}"
 """Settings key of when a metric rule's condition started to hold (for ``for_minutes``)."""
@@ -166,6 +185,21 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
 
 
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def _error_type(err: BaseException) -> str:
+    cls = type(err)
+    return cls.__name__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__name__}"
+
+
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
@@ -189,7 +223,12 @@ class FleetService:
         try:
             self.services.feed.publish(channel, message)
         except Exception as err:  # a console feed failing must not lose the write
-            log.warning("feed: could not publish %s on %s: %s", message.get("type"), channel, err)
+            log.warning(
+                "feed: could not publish %s on %s: %s",
+                message.get("type"),
+                channel,
+                type(err).__name__,
+            )
 
     def _event(
         self,
@@ -242,14 +281,45 @@ class FleetService:
     # ------------------------------------------------------------------ devices
 
     def view(self, device: Device) -> DeviceView:
-        """``device`` with its status derived now."""
+        """``device`` with its status derived now (``status_since``: :meth:`status_since`)."""
         info = self.status_of(device)
         return DeviceView(
             **device.model_dump(),
             status=info.status,
             status_reasons=info.reasons,
-            status_since=info.since,
+            status_since=self.status_since(device, info),
         )
+
+    def status_since(self, device: Device, info: StatusInfo) -> datetime | None:
+        """When the device's current status (``info``, derived) began, where known.
+
+        - Offline or warning by silence, or never seen: from the data
+          (:class:`~aios.fleet.status.StatusInfo`'s ``since``: last seen plus the delay).
+        - Online: as :meth:`evaluate` recorded it with the transition — the first message
+          after the silence that ended (:data:`CONTACT_KEY`) when the device came back
+          from silence, else the time of the transition (a health warning that ended);
+          before the evaluator has run, the first message after silence. ``None`` only for
+          a device online since before either was recorded.
+        - Warning by a health value: the time :meth:`evaluate` recorded the transition to
+          warning — when the condition was first seen, to within one evaluation interval
+          (a few seconds in ``aios up``). ``None`` until the evaluator has run once since:
+          heartbeats keep only the latest health, so the heartbeat that first carried the
+          value is not known.
+
+        The stored times are bookkeeping: the status itself is always derived.
+        """
+        if info.since is not None:
+            return info.since
+        state = self.store.settings.get(STATUS_KEY.format(device_id=device.id))
+        if isinstance(state, dict) and state.get("status") == info.status.value:
+            return _parse_time(state.get("since"))
+        if info.status is DeviceStatus.ONLINE:
+            return self._contact_since(device.id)
+        return None
+
+    def _contact_since(self, device_id: str) -> datetime | None:
+        contact = self.store.settings.get(CONTACT_KEY.format(device_id=device_id))
+        return _parse_time(contact.get("since")) if isinstance(contact, dict) else None
 
     def get(self, device_id: str) -> DeviceView | None:
         """The device with its status, or ``None``."""
@@ -351,6 +421,7 @@ class FleetService:
                 data={"actor": actor},
             )
             self.store.settings.put(STATUS_KEY.format(device_id=device_id), None)
+            self.store.settings.put(CONTACT_KEY.format(device_id=device_id), None)
         return existed
 
     def list(
@@ -598,23 +669,48 @@ class FleetService:
             )
         return publisher, child
 
+    def _check_times(self, msg: Message) -> None:
+        try:
+            check_times(msg, self._now())
+        except ValueError as err:
+            raise InvalidRequest(str(err)) from err
+
+    def _mark_contact(self, device: Device, now: datetime) -> None:
+        """Remember ``now`` as the start of contact if ``device`` (as read before this
+        message) was never seen or silent for its warning delay (see :data:`CONTACT_KEY`)."""
+        limits = self.thresholds.for_kind(device.kind)
+        if (
+            device.last_seen is None
+            or (now - device.last_seen).total_seconds() >= limits.warning_after_seconds
+        ):
+            self.store.settings.put(
+                CONTACT_KEY.format(device_id=device.id), {"since": now.isoformat()}
+            )
+
     def _seen(self, publisher: Device, subject: Device, now: datetime) -> None:
+        self._mark_contact(subject, now)
         if publisher.id != subject.id:
+            self._mark_contact(publisher, now)
             self.store.devices.touch(publisher.id, now)
 
     def record_heartbeat(self, device_id: str, msg: Heartbeat) -> Device:
         """Store a heartbeat received on ``device_id``'s topic: ``last_seen`` becomes the
         time of receipt (``services.clock()``, not the device's clock, which may drift),
-        ``health`` the message's metrics (plus ``config_version`` when sent).
+        ``health`` the message's metrics, plus ``config_version`` when sent and
+        :data:`~aios.messages.HEARTBEAT_TIME_KEY` (the message's own ``time``, what
+        :meth:`metric_value` compares with telemetry sample times).
 
         Raises:
             MessageRefused: see :meth:`resolve_publisher`.
+            InvalidRequest: a time beyond :data:`~aios.messages.MAX_CLOCK_SKEW`.
         """
-        publisher, subject = self.resolve_publisher(device_id, msg.device_id, kind=msg.kind)
-        now = self._now()
-        health: dict[str, Any] = msg.health.as_dict()
+        self._check_times(msg)
+        health: dict[str, Any] = dict(msg.health.as_dict())
         if msg.config_version is not None:
             health["config_version"] = msg.config_version
+        health[HEARTBEAT_TIME_KEY] = msg.time.isoformat()
+        publisher, subject = self.resolve_publisher(device_id, msg.device_id, kind=msg.kind)
+        now = self._now()
         stored = self.store.devices.touch(
             subject.id, now, health=health, firmware_version=msg.firmware_version
         )
@@ -632,23 +728,29 @@ class FleetService:
 
     def record_telemetry(self, device_id: str, msg: Telemetry) -> int:
         """Store the samples (time: the sample's, else the message's); return how many.
-        Marks the device seen.
+        Marks the device seen. Every sample is checked before any is written.
 
         Raises:
             MessageRefused: see :meth:`resolve_publisher`.
+            InvalidRequest: a time beyond :data:`~aios.messages.MAX_CLOCK_SKEW`.
         """
+        self._check_times(msg)
+        subject_id = msg.device_id or device_id
+        try:
+            points = [
+                TelemetryPoint(
+                    device_id=subject_id,
+                    metric=s.metric,
+                    time=s.time or msg.time,
+                    value=s.value,
+                    unit=s.unit,
+                )
+                for s in msg.samples
+            ]
+        except ValidationError as err:
+            raise InvalidRequest(f"samples: {describe_errors(err)}") from err
         publisher, subject = self.resolve_publisher(device_id, msg.device_id)
         now = self._now()
-        points = [
-            TelemetryPoint(
-                device_id=subject.id,
-                metric=s.metric,
-                time=s.time or msg.time,
-                value=s.value,
-                unit=s.unit,
-            )
-            for s in msg.samples
-        ]
         self.store.telemetry.append(points)
         self.store.devices.touch(subject.id, now)
         self._seen(publisher, subject, now)
@@ -664,36 +766,51 @@ class FleetService:
         ``config.report_ignored``. Event ids come from the item's ``id``, else from the
         message id and position, so a redelivered message stores nothing new.
 
+        All or nothing as far as the message goes: every report is parsed and every event
+        record built (and so checked as the store will check it) before the first write;
+        a message with one bad item writes nothing.
+
         Raises:
             MessageRefused: see :meth:`resolve_publisher`.
-            InvalidRequest: a ``config.reported`` event's data is not a ConfigReport.
+            InvalidRequest: a ``config.reported`` event's data is not a ConfigReport, an
+                event that could not be stored, a time beyond the allowed clock skew.
         """
+        self._check_times(msg)
+        subject_id = msg.device_id or device_id
         reports: dict[int, ConfigReport] = {}
+        drafts: dict[int, DeviceEvent] = {}
         for i, item in enumerate(msg.events):
-            if item.type == CONFIG_REPORTED:
-                try:
+            key = item.id if item.id is not None else f"{msg.message_id}#{i}"
+            event_id = f"dev_{_digest(subject_id, key)}"
+            try:
+                if item.type == CONFIG_REPORTED:
                     reports[i] = ConfigReport.model_validate(item.data)
-                except ValidationError as err:
-                    raise InvalidRequest(f"events[{i}].data is not a config report: {err}") from err
+                else:
+                    drafts[i] = DeviceEvent(
+                        id=event_id,
+                        device_id=subject_id,
+                        time=item.time or msg.time,
+                        type=item.type,
+                        severity=item.severity,
+                        message=item.message,
+                        data=item.data,
+                    )
+            except ValidationError as err:
+                what = "data is not a config report" if item.type == CONFIG_REPORTED else "event"
+                raise InvalidRequest(f"events.{i}.{what}: {describe_errors(err)}") from err
         publisher, subject = self.resolve_publisher(device_id, msg.device_id)
         now = self._now()
         stored: builtins.list[DeviceEvent] = []
         for i, item in enumerate(msg.events):
-            key = item.id if item.id is not None else f"{msg.message_id}#{i}"
-            event_id = f"dev_{_digest(subject.id, key)}"
-            at = item.time or msg.time
             if i in reports:
-                event = self._apply_config_report(subject.id, reports[i], event_id, at)
-            else:
-                event = self._event(
-                    subject.id,
-                    item.type,
-                    item.message,
-                    severity=item.severity,
-                    data=item.data,
-                    event_id=event_id,
-                    at=at,
+                key = item.id if item.id is not None else f"{msg.message_id}#{i}"
+                event_id = f"dev_{_digest(subject.id, key)}"
+                event = self._apply_config_report(
+                    subject.id, reports[i], event_id, item.time or msg.time
                 )
+            else:
+                event = drafts[i]
+                self.store.device_events.append(event)
             stored.append(event)
             self._publish_feed(
                 "devices",
@@ -850,12 +967,12 @@ class FleetService:
         Raises:
             MessageRefused: unknown request id (``unknown_command``), or the publisher is
                 neither the target nor its parent (``wrong_device``).
+            InvalidRequest: a time beyond :data:`~aios.messages.MAX_CLOCK_SKEW`.
         """
+        self._check_times(msg)
         command = self.store.commands.get(msg.request_id)
         if command is None:
-            raise MessageRefused(
-                "unknown_command", f"no command with request id {msg.request_id!r}"
-            )
+            raise MessageRefused("unknown_command", "no command has this request_id")
         if command.device_id != device_id:
             target = self.store.devices.get(command.device_id)
             if target is None or target.parent_id != device_id:
@@ -990,13 +1107,31 @@ class FleetService:
 
     def evaluate(self) -> EvaluationResult:
         """Derive every device's status; record and publish transitions once; raise and
-        clear alerts; time out overdue commands. Safe to run as often as wanted."""
+        clear alerts; time out overdue commands. Safe to run as often as wanted.
+
+        A device (or rule) whose evaluation fails, whatever the exception, is logged (its
+        id and the exception type, no content) and skipped: the others are evaluated.
+        ``devices`` counts every device listed, skipped ones included."""
         now = self._now()
         devices = {d.id: d for d in self._all_devices()}
-        infos = {i: derive_status(d, now, self.thresholds) for i, d in devices.items()}
-        transitions = [t for d in devices.values() if (t := self._transition(d, infos[d.id], now))]
+        infos: dict[str, StatusInfo] = {}
+        transitions: builtins.list[StatusTransition] = []
+        for device in devices.values():
+            try:
+                info = derive_status(device, now, self.thresholds)
+                transition = self._transition(device, info, now)
+            except Exception as err:  # one bad device must not stop the fleet's evaluation
+                log.warning("fleet: device %s not evaluated: %s", device.id, _error_type(err))
+                continue
+            infos[device.id] = info
+            if transition is not None:
+                transitions.append(transition)
         raised, cleared = self._evaluate_rules(devices, infos, now)
-        timed_out = self.expire_commands()
+        try:
+            timed_out = self.expire_commands()
+        except Exception as err:
+            log.warning("fleet: commands not expired: %s", _error_type(err))
+            timed_out = 0
         return EvaluationResult(
             devices=len(devices),
             transitions=transitions,
@@ -1019,6 +1154,14 @@ class FleetService:
                     key, {"status": info.status.value, "since": now.isoformat()}
                 )
             return None
+        since = now
+        if info.status is DeviceStatus.ONLINE:
+            # Back from silence: online since the first message after it, if that came
+            # after the previous status began (else a health warning just ended: now).
+            contact = self._contact_since(device.id)
+            before = _parse_time(state.get("since")) if isinstance(state, dict) else None
+            if contact is not None and contact <= now and (before is None or contact > before):
+                since = contact
         last_seen = device.last_seen.isoformat() if device.last_seen else "never"
         event_id = f"dev_{_digest(device.id, previous.value, info.status.value, last_seen)}"
         severity = {"online": "info", "warning": "warning", "offline": "critical"}[
@@ -1033,7 +1176,7 @@ class FleetService:
             event_id=event_id,
             at=now,
         )
-        self.store.settings.put(key, {"status": info.status.value, "since": now.isoformat()})
+        self.store.settings.put(key, {"status": info.status.value, "since": since.isoformat()})
         self._publish_feed(
             "devices",
             {
@@ -1058,13 +1201,30 @@ class FleetService:
                 return active
 
     def metric_value(self, device: Device, metric: str) -> float | None:
-        """The latest value of ``metric``: the last heartbeat's health, else the newest
-        telemetry sample; ``None`` if the device reported neither."""
-        value = _number(device.health.get(metric))
-        if value is not None:
-            return value
+        """The most recent value of ``metric`` reported by the device, from its last
+        heartbeat's health or its newest telemetry sample; ``None`` if neither has it.
+
+        "Most recent" compares the heartbeat's own ``time`` (kept in ``health`` under
+        :data:`~aios.messages.HEARTBEAT_TIME_KEY`) with the sample's ``time`` — both set
+        by the same sender's clock (the device, or for a child its connector), so a clock
+        that lags or leads shifts both alike and they stay comparable. The platform's
+        receive time (``last_seen``) is not used: against device-clock sample times it
+        would make every heartbeat of a device whose clock lags look newer than all its
+        telemetry. Times further ahead than :data:`~aios.messages.MAX_CLOCK_SKEW` are
+        refused at ingestion, so a wild timestamp cannot stay "latest". On a tie the
+        sample wins (a dedicated reading); health stored without a time (before it was
+        kept) loses to any sample.
+        """
+        health_value = _number(device.health.get(metric))
         point = self.store.telemetry.latest(device.id).get(metric)
-        return None if point is None else point.value
+        if point is None or not math.isfinite(point.value):
+            return health_value
+        if health_value is None:
+            return point.value
+        health_time = _parse_time(device.health.get(HEARTBEAT_TIME_KEY))
+        if health_time is not None and health_time > point.time:
+            return health_value
+        return point.value
 
     def _held_since(self, rule: AlertRule, holds: bool, now: datetime) -> datetime | None:
         key = CONDITION_KEY.format(rule_id=rule.id)
@@ -1086,67 +1246,94 @@ class FleetService:
         active = self._active_alerts()
         for rule in self.store.alerts.list_rules():
             device = devices.get(rule.device_id)
-            if device is None:
+            info = infos.get(rule.device_id)
+            if device is None or info is None:
                 continue
-            info = infos[device.id]
-            value: float | None = None
-            message = ""
-            if not rule.enabled:
-                holds, due = False, False
-            elif rule.kind is AlertRuleKind.OFFLINE:
-                holds = info.status is DeviceStatus.OFFLINE
-                since = info.since or now
-                due = holds and now - since >= timedelta(minutes=rule.for_minutes)
-                message = f"{device.name} ({device.id}) offline: {'; '.join(info.reasons)}"
-            else:
-                if info.status is DeviceStatus.OFFLINE:
-                    continue  # its metrics are stale: keep the alert as it is
-                assert rule.metric is not None and rule.threshold is not None
-                value = self.metric_value(device, rule.metric)
-                if value is None:
-                    continue
-                above = rule.kind is AlertRuleKind.METRIC_ABOVE
-                holds = value > rule.threshold if above else value < rule.threshold
-                held = self._held_since(rule, holds, now)
-                due = held is not None and now - held >= timedelta(minutes=rule.for_minutes)
-                message = (
-                    f"{device.name} ({device.id}): {rule.metric} {value:g} "
-                    f"{'above' if above else 'below'} {rule.threshold:g}"
+            try:
+                up, down = self._evaluate_rule(rule, device, info, active, now)
+            except Exception as err:  # one bad rule or device must not stop the others
+                log.warning(
+                    "fleet: rule %s of device %s not evaluated: %s",
+                    rule.id,
+                    device.id,
+                    _error_type(err),
                 )
-            pair = (device.id, rule.id)
-            if due and pair not in active:
-                alert = Alert(
-                    device_id=device.id,
-                    rule_id=rule.id,
-                    kind=rule.kind,
-                    severity=rule.severity,
-                    message=message,
-                    raised_at=now,
-                    value=value,
-                )
-                if self.store.alerts.raise_alert(alert):
-                    raised.append(alert)
-                    self._event(
-                        device.id,
-                        "alert.raised",
-                        message,
-                        severity=rule.severity,
-                        data={"alert_id": alert.id, "rule_id": rule.id},
-                        event_id=f"dev_{_digest(alert.id)}",
-                        at=now,
-                    )
-                    self._announce_alert("alert.raised", alert)
-            elif not holds and pair in active:
-                done = self.store.alerts.clear(device.id, rule.id, at=now)
-                if done is not None:
-                    cleared.append(done)
-                    self._event(
-                        device.id,
-                        "alert.cleared",
-                        f"cleared: {done.message}",
-                        data={"alert_id": done.id, "rule_id": rule.id},
-                        event_id=f"dev_{_digest(done.id, 'cleared')}",
-                        at=now,
-                    )
-                    self._announce_alert("alert.cleared", done)
+                continue
+            if up is not None:
+                raised.append(up)
+            if down is not None:
+                cleared.append(down)
         return raised, cleared
+
+    def _evaluate_rule(
+        self,
+        rule: AlertRule,
+        device: Device,
+        info: StatusInfo,
+        active: set[tuple[str, str]],
+        now: datetime,
+    ) -> tuple[Alert | None, Alert | None]:
+        """Evaluate one rule; return the alert it raised and the one it cleared."""
+        up: Alert | None = None
+        down: Alert | None = None
+        value: float | None = None
+        message = ""
+        if not rule.enabled:
+            holds, due = False, False
+        elif rule.kind is AlertRuleKind.OFFLINE:
+            holds = info.status is DeviceStatus.OFFLINE
+            since = info.since or now
+            due = holds and now - since >= timedelta(minutes=rule.for_minutes)
+            message = f"{device.name} ({device.id}) offline: {'; '.join(info.reasons)}"
+        else:
+            if info.status is DeviceStatus.OFFLINE:
+                return None, None  # its metrics are stale: keep the alert as it is
+            assert rule.metric is not None and rule.threshold is not None
+            value = self.metric_value(device, rule.metric)
+            if value is None:
+                return None, None
+            above = rule.kind is AlertRuleKind.METRIC_ABOVE
+            holds = value > rule.threshold if above else value < rule.threshold
+            held = self._held_since(rule, holds, now)
+            due = held is not None and now - held >= timedelta(minutes=rule.for_minutes)
+            message = (
+                f"{device.name} ({device.id}): {rule.metric} {value:g} "
+                f"{'above' if above else 'below'} {rule.threshold:g}"
+            )
+        pair = (device.id, rule.id)
+        if due and pair not in active:
+            alert = Alert(
+                device_id=device.id,
+                rule_id=rule.id,
+                kind=rule.kind,
+                severity=rule.severity,
+                message=message,
+                raised_at=now,
+                value=value,
+            )
+            if self.store.alerts.raise_alert(alert):
+                up = alert
+                self._event(
+                    device.id,
+                    "alert.raised",
+                    message,
+                    severity=rule.severity,
+                    data={"alert_id": alert.id, "rule_id": rule.id},
+                    event_id=f"dev_{_digest(alert.id)}",
+                    at=now,
+                )
+                self._announce_alert("alert.raised", alert)
+        elif not holds and pair in active:
+            done = self.store.alerts.clear(device.id, rule.id, at=now)
+            if done is not None:
+                down = done
+                self._event(
+                    device.id,
+                    "alert.cleared",
+                    f"cleared: {done.message}",
+                    data={"alert_id": done.id, "rule_id": rule.id},
+                    event_id=f"dev_{_digest(done.id, 'cleared')}",
+                    at=now,
+                )
+                self._announce_alert("alert.cleared", done)
+        return up, down

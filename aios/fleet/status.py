@@ -113,9 +113,11 @@ class FleetThresholds:
 class StatusInfo:
     """A derived status and why.
 
-    ``since`` is when the status began, where the data tells: for a silent device,
-    ``last_seen`` plus the warning/offline delay; for one never seen, its ``created_at``;
-    otherwise ``None`` (a health warning began at some heartbeat not kept here).
+    ``since`` is when the status began, where the device record tells: for a silent
+    device, ``last_seen`` plus the warning/offline delay; for one never seen, its
+    ``created_at``; otherwise ``None`` — online or a health warning began at a message
+    the record does not keep (``FleetService.status_since`` fills it in from the
+    evaluator's recorded transitions).
     """
 
     status: DeviceStatus

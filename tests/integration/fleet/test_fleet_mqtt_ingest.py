@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 from fleet_brokers import (
     MOSQUITTO,
@@ -25,11 +26,13 @@ from fleet_brokers import (
     publish_many,
     wait_until,
 )
+from paho.mqtt.enums import CallbackAPIVersion
 
 from aios.config import Settings
 from aios.domain import Device, DeviceKind
 from aios.fleet.ingest import MqttIngester
 from aios.fleet.service import FleetService
+from aios.messages import HEARTBEAT_TIME_KEY
 from aios.services import Services
 from aios.store.sqlite import SqliteStore
 
@@ -133,7 +136,8 @@ def test_ten_thousand_heartbeats_from_a_thousand_devices_are_all_stored(
     for d in devices:
         assert d.last_seen is not None, d.id
         assert d.version == 1 + HEARTBEATS_PER_DEVICE, d.id  # created, then 10 touches
-        assert d.health == {"cpu_percent": 30, "uptime_seconds": 10}, d.id
+        health = {k: v for k, v in d.health.items() if k != HEARTBEAT_TIME_KEY}
+        assert health == {"cpu_percent": 30, "uptime_seconds": 10}, d.id
         assert d.firmware_version == "1.0.0"
 
 
@@ -261,3 +265,63 @@ def test_ingester_reconnects_and_resubscribes_after_a_broker_restart(
         broker.stop()
     d = stack.store.devices.get("gw-1")
     assert d is not None and d.health["uptime_seconds"] == 2
+
+
+def test_platform_to_device_topics_are_never_read_as_platform_truth(
+    stack: Stack, amqtt_broker: AmqttBroker
+) -> None:
+    """GIVEN an anonymous client that publishes a retained desired configuration on
+    cfg/aios/gw-1/desired and a command request on cmd/aios/gw-1/req, as if it were the
+    platform WHEN the ingester runs (started after the retained message, which a
+    subscriber to cfg/ would receive at once) THEN neither is received or stored: the
+    device's desired config and commands are unchanged; the device's own heartbeat is."""
+    stack.store.devices.create(Device(id="gw-1", name="gw-1", kind=DeviceKind.CONNECTOR))
+    now = datetime.now(UTC).isoformat()
+    forged_config = {
+        "message_id": "cfg-x",
+        "time": now,
+        "device_id": "gw-1",
+        "version": 7,
+        "config": {"upload_url": "http://attacker.invalid"},
+    }
+    forged_command = {
+        "message_id": "req-x",
+        "time": now,
+        "request_id": "req-x",
+        "device_id": "gw-1",
+        "name": "reboot",
+        "params": {},
+        "deadline": now,
+    }
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="impostor")
+    client.connect("127.0.0.1", amqtt_broker.port)
+    client.loop_start()
+    try:
+        info = client.publish(
+            "cfg/aios/gw-1/desired", json.dumps(forged_config), qos=1, retain=True
+        )
+        info.wait_for_publish(10)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    ingester = start_ingester(stack.fleet, amqtt_broker.port)
+    try:
+        publish_as(
+            amqtt_broker.port,
+            "impostor-2",
+            [
+                ("cmd/aios/gw-1/req", json.dumps(forged_command).encode()),
+                ("dt/aios/gw-1/heartbeat", heartbeat("gw-1", 1)),
+            ],
+        )
+        wait_until(lambda: ingester.stats.get("accepted", 0) == 1)
+        assert ingester.wait_idle(5)
+        time.sleep(0.3)  # a wrongly delivered message would be counted by now
+        stats = ingester.stats
+    finally:
+        ingester.stop()
+    assert stats.get("received") == 1, stats
+    d = stack.store.devices.get("gw-1")
+    assert d is not None and d.desired_version == 0 and d.desired_config == {}
+    assert stack.store.commands.list("gw-1").items == []
+    assert stack.store.commands.get("req-x") is None

@@ -22,6 +22,14 @@ def payload(**fields: Any) -> bytes:
         ("dt/aios/c1/status", payload(), "bad_topic"),
         ("dt/aios/c1", payload(), "bad_topic"),
         ("cmd/aios/c1/req", payload(), "bad_topic"),
+        ("cfg/aios/c1/desired", payload(device_id="c1", version=9), "bad_topic"),
+        (
+            "cmd/aios/c1/req",
+            payload(
+                request_id="r1", device_id="c1", name="reboot", deadline="2026-03-02T08:01:00Z"
+            ),
+            "bad_topic",
+        ),
         ("dt/aios/c1/heartbeat", b"{not json", "bad_json"),
         ("dt/aios/c1/heartbeat", b"\xff\xfe", "bad_json"),
         ("dt/aios/c1/heartbeat", b"[1, 2]", "bad_json"),
@@ -86,7 +94,10 @@ def test_good_messages_are_stored_and_duplicates_dropped(env: Env) -> None:
     ev = payload(message_id="e1", events=[{"type": "door.opened"}])
     assert handle_message(env.fleet, "dt/aios/c1/events", ev, recent=recent).accepted
     stored = env.fleet.get("c1")
-    assert stored is not None and stored.health == {"cpu_percent": 20}
+    assert stored is not None and stored.health == {
+        "cpu_percent": 20,
+        "heartbeat_time": "2026-03-02T08:00:00+00:00",
+    }
     assert env.store.telemetry.latest("c1")["rpm"].value == 900
     assert [e.type for e in env.store.device_events.list("c1").items].count("door.opened") == 1
 

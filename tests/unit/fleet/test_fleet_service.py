@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from fleet_support import Env, device
+from fleet_support import T0, Env, device
 
 from aios.domain import (
     AlertRule,
@@ -18,7 +18,13 @@ from aios.domain import (
     GeoPoint,
 )
 from aios.fleet.service import DeviceUnreachable, InvalidRequest, MessageRefused
-from aios.messages import CommandResponse, DeviceEventsMessage, Heartbeat, Telemetry
+from aios.messages import (
+    HEARTBEAT_TIME_KEY,
+    CommandResponse,
+    DeviceEventsMessage,
+    Heartbeat,
+    Telemetry,
+)
 from aios.store.port import Conflict, DeviceQuery, NotFound
 
 
@@ -490,7 +496,10 @@ def test_unknown_devices_are_refused_unless_pending_is_allowed(env: Env) -> None
     env.fleet.record_heartbeat("new1", heartbeat(env, kind=DeviceKind.CAMERA, health={"fps": 12}))
     view = env.fleet.get("new1")
     assert view is not None and view.pending and view.kind is DeviceKind.CAMERA
-    assert view.status is DeviceStatus.ONLINE and view.health == {"fps": 12}
+    assert view.status is DeviceStatus.ONLINE and view.health == {
+        "fps": 12,
+        HEARTBEAT_TIME_KEY: T0.isoformat(),
+    }
     approved = env.fleet.update("new1", {"pending": False}, expected_version=None, actor="ana")
     assert approved.pending is False
 
@@ -524,7 +533,10 @@ def test_connector_publishes_for_its_children_only(env: Env) -> None:
     env.fleet.record_heartbeat("c1", heartbeat(env, device_id="s1", health={"queue_depth": 1}))
     s1, c1 = env.fleet.get("s1"), env.fleet.get("c1")
     assert s1 is not None and c1 is not None
-    assert s1.last_seen == env.clock.now and s1.health == {"queue_depth": 1}
+    assert s1.last_seen == env.clock.now and s1.health == {
+        "queue_depth": 1,
+        HEARTBEAT_TIME_KEY: T0.isoformat(),
+    }
     assert c1.last_seen == env.clock.now and c1.health == {}
     for about, reason in (("c2", "not_a_child"), ("ghost", "unknown_device")):
         with pytest.raises(MessageRefused) as refused:
