@@ -82,6 +82,7 @@ from aios.messages import (
     Telemetry,
     TelemetrySample,
     TopicKind,
+    check_times,
     parse_topic,
 )
 from aios.runtime.events import event_key
@@ -346,15 +347,24 @@ def _utc_iso(moment: datetime) -> str:
 
 
 def parse_message(
-    topic: str, payload: bytes, *, max_payload_bytes: int = MAX_PAYLOAD_BYTES
+    topic: str,
+    payload: bytes,
+    *,
+    max_payload_bytes: int = MAX_PAYLOAD_BYTES,
+    now: datetime | None = None,
 ) -> tuple[str, Telemetry]:
     """Return ``(device id of the topic, message)`` of one telemetry message.
+
+    ``now`` (default: the current time) is the platform's clock: a message or sample time
+    more than :data:`aios.messages.MAX_CLOCK_SKEW` after it is ``invalid``, as the fleet's
+    ingester refuses it.
 
     Raises:
         InvalidMessage: ``bad_topic`` (not ``dt/aios/{device_id}/telemetry``),
             ``too_large`` (more than ``max_payload_bytes``), ``bad_json`` (not UTF-8 JSON
             text of an object; ``NaN`` and ``Infinity`` are not JSON) or ``invalid`` (not a
-            :class:`aios.messages.Telemetry`; the detail names the fields at fault).
+            :class:`aios.messages.Telemetry`, or dated in the future; the detail names the
+            fields at fault, never their values).
     """
     try:
         publisher_id, kind = parse_topic(topic)
@@ -385,6 +395,10 @@ def parse_message(
         message = Telemetry.model_validate(data)
     except ValidationError as err:
         raise InvalidMessage("invalid", _errors(err)) from err
+    try:
+        check_times(message, now or datetime.now(UTC))
+    except ValueError as err:
+        raise InvalidMessage("invalid", str(err)) from err
     return publisher_id, message
 
 

@@ -193,3 +193,12 @@ def test_max_payload_bytes_lowers_the_limit() -> None:
     assert len(node().to_events("dt/aios/d1/telemetry", payload)) == 1
     with pytest.raises(InvalidMessage, match="too_large"):
         node(max_payload_bytes=256).to_events("dt/aios/d1/telemetry", payload)
+
+
+def test_samples_dated_in_the_future_are_refused_as_the_ingester_refuses_them() -> None:
+    """A device whose clock runs ahead must not feed pipelines values from the future."""
+    payload = message([TelemetrySample(metric="temp_c", value=20.0, time=T0 + timedelta(hours=1))])
+    with pytest.raises(InvalidMessage, match=r"invalid: samples\.0\.time.*NTP"):
+        parse_message("dt/aios/tank-1/telemetry", payload, now=T0)
+    _, parsed = parse_message("dt/aios/tank-1/telemetry", payload, now=T0 + timedelta(hours=1))
+    assert parsed.samples[0].value == 20.0
