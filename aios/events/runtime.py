@@ -5,7 +5,8 @@
 them, and starts one execution per event — events that leave the stream tier (it is the
 stream runner's event sink) and events from event-tier inputs (sensor data, webhooks,
 timers). Executions run concurrently on a small thread pool, as Express executions do in
-the cloud; :meth:`EventTier.close` waits for those in flight.
+the cloud; :meth:`EventTier.close` waits for those in flight, and :meth:`EventTier.cancel`
+lets a caller stop waiting for them.
 """
 
 from __future__ import annotations
@@ -30,6 +31,15 @@ from aios.pipeline.validation import ValidatedPipeline
 from aios.runtime.events import EventSink, StreamEvent
 
 log = logging.getLogger(__name__)
+
+CANCELLED_ERROR = "Aios.Cancelled"
+"""The error of a task refused after :meth:`EventTier.cancel` (not retried; ``Catch``
+records it)."""
+
+UNDO_PHASES = frozenset({"restore"})
+"""Task phases that still run after :meth:`EventTier.cancel`: they undo what an earlier phase
+of the same execution did (a PLC pulse's restore), so a cancelled execution never leaves an
+output switched on."""
 
 
 @dataclass
@@ -165,6 +175,9 @@ class EventTier:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="execution")
         self._pending: set[Future[ExecutionRecord]] = set()
         self._closed = False
+        self._cancelled = False
+        self._sources_stopped = False
+        self._released = False
 
     # --- tasks ---------------------------------------------------------------------------
 
@@ -172,6 +185,8 @@ class EventTier:
         if not isinstance(payload, dict) or "node_id" not in payload:
             raise TaskFailure("Aios.TaskError", "task payload without node_id")
         nid = str(payload["node_id"])
+        if self._cancelled and payload.get("phase") not in UNDO_PHASES:
+            raise TaskFailure(CANCELLED_ERROR, f"node '{nid}' not run: the pipeline was stopped")
         task = self.tasks.get(nid)
         if task is None:
             raise TaskFailure("Aios.TaskError", f"no task for node '{nid}'")
@@ -254,17 +269,52 @@ class EventTier:
         for future in pending:
             future.result(timeout=timeout)
 
-    def close(self) -> None:
-        """Stop inputs, wait for executions in flight, release the engine."""
-        if self._closed:
+    @property
+    def pending(self) -> int:
+        """Executions queued or running now."""
+        with self._lock:
+            return len(self._pending)
+
+    def stop_sources(self) -> None:
+        """Stop the event-tier inputs (no new events from them); calling again does nothing."""
+        if self._sources_stopped:
             return
+        self._sources_stopped = True
         for nid, source in self.sources.items():
             try:
                 source.stop()
             except Exception:
                 log.exception("stopping input %s failed", nid)
+
+    def cancel(self) -> tuple[int, int]:
+        """Stop inputs and stop waiting for executions; return at once.
+
+        New events are refused (:meth:`submit` raises); executions queued but not started
+        are dropped; executions in flight go on, but each later task they reach fails at
+        once with :data:`CANCELLED_ERROR` (phases in :data:`UNDO_PHASES` excepted) — a task
+        call already running, or a ``Retry``/``Wait`` interval already begun, is not
+        interrupted. :meth:`close` still waits for them.
+
+        Returns:
+            ``(dropped, running)``: executions dropped, executions still in flight.
+        """
+        self.stop_sources()
+        self._closed = True
+        self._cancelled = True
+        with self._lock:
+            pending = list(self._pending)
+        dropped = sum(1 for future in pending if future.cancel())
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        return dropped, sum(1 for future in pending if not future.done())
+
+    def close(self) -> None:
+        """Stop inputs, wait for executions in flight, release the engine."""
+        if self._released:
+            return
+        self.stop_sources()
         self._closed = True
         self._pool.shutdown(wait=True)
+        self._released = True
         for task in self.tasks.values():
             closer = getattr(task, "close", None)
             if callable(closer):
@@ -308,4 +358,12 @@ def _slug(name: str) -> str:
     return (slug or "pipeline")[:80]
 
 
-__all__ = ["EventTier", "EventTierSummary", "ExecutionLog", "SinkRecorder", "task_placeholder"]
+__all__ = [
+    "CANCELLED_ERROR",
+    "UNDO_PHASES",
+    "EventTier",
+    "EventTierSummary",
+    "ExecutionLog",
+    "SinkRecorder",
+    "task_placeholder",
+]

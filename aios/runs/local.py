@@ -13,30 +13,51 @@ from ``AIOS_SECRET_<NAME>`` variables, then ``settings.secrets_file``.
 What a run writes to the service:
 
 - Its status: ``running`` at the first frame (pipelines with video) or once the event
-  inputs listen (pipelines without); ``succeeded`` when its video sources end;
-  ``stopped`` after Stop, once sources, clips and executions in flight are finished;
-  ``failed`` with the error (the message names the node) when a node fails.
+  inputs listen (pipelines without); ``succeeded`` when its video sources end and its
+  executions have finished; ``stopped`` after Stop (see below); ``failed`` with the
+  error (the message names the node) when a node fails.
 - Its counters, about once a second while they change (conditional writes, retried on
   Conflict), also published as ``run.counters`` on ``pipelines/{pipeline_id}``::
 
       {"frames": {"camera": 412}, "fps": {"camera": 9.8}, "dropped_frames": {"camera": 0},
-       "events": {"restricted": 7, "door": 2}, "executions": {"succeeded": 9, "failed": 0},
+       "events": {"restricted": 7, "door": 2},
+       "executions": {"succeeded": 9, "failed": 0, "dropped": 0, "abandoned": 0},
        "actions": {"siren": {"sent": 1, "throttled": 2}}, "events_stored": 9,
        "elapsed_seconds": 41.2}
 
   ``frames``/``fps``/``dropped_frames`` per video source (``fps`` over the last interval);
   ``events`` per node that emits them (stream-tier nodes, event-tier inputs);
+  ``executions`` by outcome (``dropped``/``abandoned``: see Stop below);
   ``actions`` per action node, by result status (from each execution's output).
-- Its events, as :class:`~aios.domain.EventRecord` in ``store.events`` (``id``: the
-  event's idempotency key, so a duplicate is dropped): an event recorded by a dashboard
-  node is stored when the dashboard records it, with the dashboard's severity and
-  ``data.dashboard = {"node_id", "panel", "severity"}``; every other event when its
+- Its events, as :class:`~aios.domain.EventRecord` in ``store.events``. ``id`` is
+  :func:`stored_event_id` of the run and the event's own idempotency key (kept as
+  ``data.event_id``): a duplicate delivery within the run is stored once, and playing the
+  same input again (a second run of a file) stores its events again, under the new run.
+  ``time`` is when the service recorded the event (its clock); the event's own time — the
+  capture time of a live camera, the media clock of a file (``start_time`` + position,
+  also ``data.media_time_seconds``), a device's or a sender's clock — is kept as
+  ``data.event_time``. So "events of the last 24 hours" are the events this service
+  recorded in the last 24 hours, even for replayed recordings whose clock is years old,
+  and a device clock that is wrong cannot hide or misdate events. An event recorded by a
+  dashboard node is stored when the dashboard records it, with the dashboard's severity
+  and ``data.dashboard = {"node_id", "panel", "severity"}``; every other event when its
   execution ends, with severity ``info`` (pipelines without an event tier: when emitted).
-  Each stored event is published as ``{"type": "event", ...}`` on
+  Each event is published once per run as ``{"type": "event", ...}`` on
   ``pipelines/{pipeline_id}``. Events recorded by a dashboard are the alert-like ones —
   the dashboard node is how a pipeline says "show people this" — and are also published
   on ``notifications`` as ``{"type": "pipeline.event", "pipeline_id", "pipeline_name",
   "run_id", "event"}``.
+
+Stop: the sources stop at once (video workers, webhook servers, subscriptions, timers), so
+no new event enters the run. Executions already queued or running get
+``stop_grace_seconds`` (default :data:`STOP_GRACE_SECONDS`) from the Stop request to
+finish. Those still unfinished then are given up and the run is marked ``stopped`` at
+once: queued ones are dropped (counted ``executions.dropped``); running ones
+(``executions.abandoned``) go on in the background, but every later task they reach
+fails with ``Aios.Cancelled`` instead of acting — a PLC pulse's restore excepted, so an
+output is never left on — and their records still reach ``executions.jsonl`` (their
+events are stored then, not counted in the run's final counters). A sender or PLC that
+does not answer therefore delays Stop by the grace period at most.
 
 At most ``max_concurrent`` runs are active at once; :meth:`LocalRunLauncher.start` over the
 limit raises :class:`~aios.runs.service.RunCapacityExceeded` (the service then records the
@@ -51,7 +72,7 @@ import logging
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +105,24 @@ log = logging.getLogger(__name__)
 
 _EVENT_FIELDS = frozenset({"event_id", "event_type", "time", "source_id"})
 _PRODUCERS_KEPT = 10_000
-"""Recent events whose producing node is remembered (to name it when a dashboard records)."""
+"""Recent events whose producing node (and whether they were published) is remembered."""
+
+STOP_GRACE_SECONDS = 5.0
+"""Seconds after Stop that executions in flight get to finish before the run is marked
+``stopped`` without them (a send's timeout and first retries fit; an unreachable PLC's
+full retry schedule, minutes, does not)."""
+
+_DRAIN_POLL_SECONDS = 0.05
+
+
+def stored_event_id(run_id: str, event_id: str) -> str:
+    """Return the :class:`~aios.domain.EventRecord` id of event ``event_id`` of run ``run_id``.
+
+    ``evt_`` + 32 hex digits of :func:`~aios.runtime.events.event_key` (SHA-256) of both:
+    stable within a run (a duplicate delivery is stored once), distinct between runs (the
+    stream tier's keys repeat when the same file is played again).
+    """
+    return "evt_" + event_key("run-event", run_id, event_id)
 
 
 class _Recorder:
@@ -147,6 +185,10 @@ class LocalRun:
         self.tier: EventTier | None = None
         self.finished = threading.Event()
         self._stop_requested = threading.Event()
+        self._stop_asked_at: float | None = None
+        self._dropped = 0
+        self._abandoned = 0
+        self._published: OrderedDict[str, None] = OrderedDict()
         self._started = threading.Event()
         self._wake = threading.Event()
         self._ending = threading.Event()
@@ -173,7 +215,12 @@ class LocalRun:
         self._monitor.start()
 
     def request_stop(self) -> None:
-        """Ask the run to stop (sources first, then executions in flight); return at once."""
+        """Ask the run to stop (sources first, then executions in flight); return at once.
+
+        Executions in flight get ``launcher.stop_grace_seconds`` from the first request.
+        """
+        if self._stop_asked_at is None:
+            self._stop_asked_at = time.monotonic()
         self._stop_requested.set()
         runner = self.runner
         if runner is not None:
@@ -248,9 +295,10 @@ class LocalRun:
         finally:
             if self.runner is not None:
                 self.runner.stop()
+            draining = False
             if self.tier is not None:
                 try:
-                    self.tier.close()  # stops inputs, waits for executions in flight
+                    draining = self._close_tier(self.tier, executions)
                 except Exception as err:
                     log.exception("run %s: closing the event tier failed", self.run.id)
                     error = error or err
@@ -259,8 +307,47 @@ class LocalRun:
                     recorder.close()  # finishes clips still recording
                 except Exception:
                     log.exception("run %s: finishing clips failed", self.run.id)
-            executions.close()
+            if not draining:
+                executions.close()
             self._finish(error)
+
+    def _close_tier(self, tier: EventTier, executions: ExecutionLog) -> bool:
+        """Stop the inputs and wait for the executions: all of them when the sources ended,
+        until the grace period after Stop ends otherwise. Return whether some were given
+        up (they end in a background thread, which then closes the tier and the log)."""
+        tier.stop_sources()
+        grace = self.launcher.stop_grace_seconds
+        while tier.pending:
+            asked = self._stop_asked_at
+            if asked is not None and time.monotonic() >= asked + grace:
+                break
+            time.sleep(_DRAIN_POLL_SECONDS)
+        if not tier.pending:
+            tier.close()
+            return False
+        dropped, running = tier.cancel()
+        with self._lock:
+            self._dropped, self._abandoned = dropped, running
+        log.warning(
+            "run %s: %d execution(s) still running %.0f s after Stop were abandoned "
+            "(their further tasks are refused), %d queued dropped",
+            self.run.id,
+            running,
+            grace,
+            dropped,
+        )
+
+        def drain() -> None:
+            try:
+                tier.close()
+            except Exception:
+                log.exception("run %s: closing the event tier failed", self.run.id)
+            finally:
+                executions.close()
+                log.info("run %s: abandoned executions have ended", self.run.id)
+
+        self.launcher.drain_in_background(self.run.id, drain)
+        return True
 
     def _event_tier(self, executions: ExecutionLog) -> EventTier | None:
         if not any(r.node_type.manifest.tier is Tier.EVENT for r in self.pipeline.nodes.values()):
@@ -372,10 +459,11 @@ class LocalRun:
         severity: str = "info",
         dashboard: dict[str, str] | None = None,
     ) -> bool:
-        """Store one event of the run (dropped if its id is stored), publish it if new.
+        """Store one event of the run (once per run: see the module doc), publish it once.
 
-        Returns whether it was new. A store or feed failure is logged, not raised (the
-        execution that recorded it goes on).
+        Returns whether it was stored now (``False`` for a duplicate delivery). The event
+        is published unless this run published it already, whatever the store answered. A
+        store or feed failure is logged, not raised (the execution that recorded it goes on).
         """
         try:
             event_id = str(event.get("event_id") or "")
@@ -387,24 +475,35 @@ class LocalRun:
                 event.get("node_id") or producer or (dashboard or {}).get("node_id") or "unknown"
             )
             data = {k: v for k, v in event.items() if k not in _EVENT_FIELDS}
+            data["event_id"] = event_id
+            own_time = parse_time(event.get("time"))
+            if own_time is not None:
+                data["event_time"] = own_time.isoformat()
             if dashboard is not None:
                 data["dashboard"] = dashboard
             source_id = event.get("source_id")
             record = EventRecord(
-                id=event_id,
+                id=stored_event_id(self.run.id, event_id),
                 pipeline_id=self.run.pipeline_id,
                 run_id=self.run.id,
                 node_id=node_id,
                 source_id=None if source_id is None else str(source_id),
                 type=str(event.get("event_type") or "event"),
-                time=parse_time(event.get("time")) or self.services.clock(),
+                time=self.services.clock(),
                 severity=severity,
                 data=data,
             )
-            if not self.services.store.events.put(record):
-                return False
+            stored = self.services.store.events.put(record)
             with self._lock:
-                self._stored += 1
+                if stored:
+                    self._stored += 1
+                first = record.id not in self._published
+                if first:
+                    self._published[record.id] = None
+                    while len(self._published) > _PRODUCERS_KEPT:
+                        self._published.popitem(last=False)
+            if not first:
+                return stored
             body = record.model_dump(mode="json")
             publish(
                 self.services.feed,
@@ -428,7 +527,7 @@ class LocalRun:
                         "event": body,
                     },
                 )
-            return True
+            return stored
         except Exception:
             log.exception("run %s: storing event %s failed", self.run.id, event.get("event_id"))
             return False
@@ -457,6 +556,7 @@ class LocalRun:
         with self._lock:
             events.update(self._input_events)
             executions = {"succeeded": 0, "failed": 0} | dict(self._executions)
+            executions |= {"dropped": self._dropped, "abandoned": self._abandoned}
             actions = {k: dict(v) for k, v in sorted(self._actions.items())}
             stored = self._stored
         counters: dict[str, Any] = {
@@ -534,6 +634,11 @@ class LocalRunLauncher:
         data_dir: folder of run files and of the shared state file.
         max_concurrent: runs active at once (``settings.max_concurrent_streams``).
         counters_interval: seconds between counter writes.
+        stop_grace_seconds: seconds after Stop that executions in flight get to finish
+            before the run is marked ``stopped`` without them (module doc, "Stop").
+
+    Raises:
+        ValueError: a limit or interval that is not positive (the message names it).
     """
 
     def __init__(
@@ -543,11 +648,16 @@ class LocalRunLauncher:
         data_dir: Path,
         max_concurrent: int,
         counters_interval: float = 1.0,
+        stop_grace_seconds: float = STOP_GRACE_SECONDS,
     ) -> None:
         if max_concurrent < 1:
             raise ValueError(f"max_concurrent must be at least 1, got {max_concurrent}")
         if counters_interval <= 0:
             raise ValueError(f"counters_interval must be positive, got {counters_interval}")
+        if stop_grace_seconds < 0:
+            raise ValueError(f"stop_grace_seconds must not be negative, got {stop_grace_seconds}")
+        self.stop_grace_seconds = stop_grace_seconds
+        self._draining: dict[str, threading.Thread] = {}
         self.services = services
         self.data_dir = data_dir
         self.max_concurrent = max_concurrent
@@ -628,6 +738,27 @@ class LocalRunLauncher:
         with self._lock:
             return sorted(self._runs)
 
+    def drain_in_background(self, run_id: str, drain: Callable[[], None]) -> None:
+        """Run ``drain`` (a run's abandoned executions ending) in a thread that
+        :meth:`shutdown` waits for before closing the shared state."""
+
+        def main() -> None:
+            try:
+                drain()
+            finally:
+                with self._lock:
+                    self._draining.pop(run_id, None)
+
+        thread = threading.Thread(target=main, name=f"run-{run_id}-drain", daemon=True)
+        with self._lock:
+            self._draining[run_id] = thread
+        thread.start()
+
+    def draining_run_ids(self) -> list[str]:
+        """Return the ids of stopped runs whose abandoned executions are still ending."""
+        with self._lock:
+            return sorted(self._draining)
+
     def forget(self, run_id: str) -> None:
         """Drop an ended run (called by the run itself)."""
         with self._lock:
@@ -638,7 +769,9 @@ class LocalRunLauncher:
 
         New starts are refused from now on; each run is marked ``stopping``, then
         ``stopped`` when its workers have stopped, clips finished and executions in
-        flight done. A run still going after ``timeout`` seconds is left to
+        flight done or given up (as by Stop: module doc). Abandoned executions get what
+        is left of ``timeout`` to end; the shared state is closed only if they did. A run
+        still going after ``timeout`` seconds is left to
         :meth:`aios.runs.service.PipelineRuns.recover` of the next start.
         """
         with self._lock:
@@ -664,6 +797,15 @@ class LocalRunLauncher:
             if not local.join(max(0.0, deadline - time.monotonic())):
                 ended = False
                 log.warning("run %s did not stop within %.0f s", local.run.id, timeout)
+        with self._lock:
+            draining = list(self._draining.items())
+        for run_id, thread in draining:
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                ended = False
+                log.warning(
+                    "abandoned executions of run %s did not end within %.0f s", run_id, timeout
+                )
         if ended:
             with self._lock:
                 state, self._state = self._state, None

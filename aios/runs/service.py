@@ -138,7 +138,9 @@ class PipelineRuns:
             aios.pipeline.validation.PipelineInvalid: the revision does not validate
                 (``issues`` lists every problem).
             LauncherUnavailable: this process cannot start runs.
-            Conflict: the pipeline has an active run already.
+            Conflict: the pipeline has an active run already (starting or running: stop
+                it first; stopping: wait until it is stopped — a few seconds at most for
+                runs of ``aios up``).
             RunCapacityExceeded: the launcher runs as many pipelines as it may; the run is
                 recorded ``failed`` with the message. Other errors of the launcher are
                 recorded the same way and re-raised.
@@ -164,6 +166,12 @@ class PipelineRuns:
             )
         with self._lock:
             running = self.active(pipeline_id)
+            if running is not None and running.status is RunStatus.STOPPING:
+                raise Conflict(
+                    f"pipeline '{pipeline_id}' is still stopping (run '{running.id}'): its "
+                    "executions in flight get a few seconds to finish; play it again once "
+                    "the run is stopped"
+                )
             if running is not None:
                 raise Conflict(
                     f"pipeline '{pipeline_id}' is already {running.status.value} "

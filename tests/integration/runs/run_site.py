@@ -11,14 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import httpx
 from pipeline_builders import detect_zone_dashboard_edges, edge
 
 from aios import assets
 from aios.config import Settings
-from aios.domain import PipelineRecord, Run, RunStatus
+from aios.domain import EventRecord, PipelineRecord, Run, RunStatus
+from aios.events.webhooks import sign
 from aios.runs.local import LocalRunLauncher
 from aios.runs.service import PipelineRuns
 from aios.services import Services
+from aios.store.port import EventQuery
 from aios.store.sqlite import SqliteStore
 
 WAIT = 120.0
@@ -26,6 +29,7 @@ WAIT = 120.0
 video and ASL runtimes and loads the model (≈10 s on 2 idle cores, far more when busy)."""
 
 WEBHOOK_SECRET = "whsec-runs-5d1c0a"
+TERMINAL = (RunStatus.SUCCEEDED, RunStatus.STOPPED, RunStatus.FAILED)
 CLIP_FRAMES = 20
 
 
@@ -211,3 +215,47 @@ def webhook_pipeline(
             edge("is_open", "true", "dashboard", "events"),
         ],
     }
+
+
+def webhook_action_pipeline(action: dict[str, Any]) -> dict[str, Any]:
+    """A webhook → ``action`` pipeline (the action node's id must be 'act')."""
+    return {
+        "schemaVersion": 1,
+        "name": "Door actions",
+        "nodes": [
+            {
+                "id": "door",
+                "type": "aios/webhook@1",
+                "config": {"path": "/hooks/door", "secret_name": "door_secret", "port": 0},
+            },
+            action,
+        ],
+        "edges": [edge("door", "events", "act", "events")],
+    }
+
+
+def stored_events(site: Site, run_id: str) -> list[EventRecord]:
+    """Return the run's stored events."""
+    return site.store.events.list(EventQuery(run_id=run_id), limit=1000).items
+
+
+def statuses(site: Site, pipeline_id: str, run_id: str) -> list[str]:
+    """Return the statuses published for the run, in order."""
+    channel = f"pipelines/{pipeline_id}"
+    return [m["status"] for m in site.feed.on(channel, "run.status") if m["run_id"] == run_id]
+
+
+def post(url: str, body: dict[str, Any], secret: str = WEBHOOK_SECRET) -> httpx.Response:
+    """POST ``body`` to a webhook with a valid HMAC signature."""
+    raw = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json", "X-AIOS-Signature": sign(secret, raw)}
+    return httpx.post(url, content=raw, headers=headers, timeout=5)
+
+
+def webhook_url(site: Site, run: Run) -> str:
+    """Wait until the run listens; return the URL of its webhook node 'door'."""
+    site.wait_status(run.id, RunStatus.RUNNING)
+    handle = site.launcher.handle(run.id)
+    assert handle is not None
+    url: str = wait_until(lambda: handle.webhook_urls().get("door"), what="the webhook URL")
+    return url

@@ -6,29 +6,29 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import cv2
 import httpx
 import pytest
 from run_site import (
     CLIP_FRAMES,
+    TERMINAL,
     WAIT,
-    WEBHOOK_SECRET,
     Site,
     cut_clip,
+    post,
+    statuses,
+    stored_events,
     video_pipeline,
     wait_until,
     webhook_pipeline,
+    webhook_url,
 )
 
-from aios.domain import EventRecord, Run, RunStatus
-from aios.events.webhooks import sign
+from aios.domain import Run, RunStatus
 from aios.pipeline.validation import PipelineInvalid
 from aios.runs import INTERRUPTED, LauncherUnavailable, RunCapacityExceeded
-from aios.store.port import Conflict, EventQuery, NotFound
-
-TERMINAL = (RunStatus.SUCCEEDED, RunStatus.STOPPED, RunStatus.FAILED)
+from aios.store.port import Conflict, NotFound
 
 
 @pytest.fixture
@@ -45,33 +45,6 @@ def site(tmp_path: Path) -> Iterator[Site]:
 def short_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The first 2 s of vtest.avi (20 frames of people walking)."""
     return cut_clip(tmp_path_factory.mktemp("video") / "courtyard.avi")
-
-
-def stored_events(site: Site, run_id: str) -> list[EventRecord]:
-    """Return the run's stored events."""
-    return site.store.events.list(EventQuery(run_id=run_id), limit=1000).items
-
-
-def statuses(site: Site, pipeline_id: str, run_id: str) -> list[str]:
-    """Return the statuses published for the run, in order."""
-    channel = f"pipelines/{pipeline_id}"
-    return [m["status"] for m in site.feed.on(channel, "run.status") if m["run_id"] == run_id]
-
-
-def post(url: str, body: dict[str, Any], secret: str = WEBHOOK_SECRET) -> httpx.Response:
-    """POST ``body`` to a webhook with a valid HMAC signature."""
-    raw = json.dumps(body).encode()
-    headers = {"Content-Type": "application/json", "X-AIOS-Signature": sign(secret, raw)}
-    return httpx.post(url, content=raw, headers=headers, timeout=5)
-
-
-def webhook_url(site: Site, run: Run) -> str:
-    """Wait until the run listens; return the URL of its webhook node 'door'."""
-    site.wait_status(run.id, RunStatus.RUNNING)
-    handle = site.launcher.handle(run.id)
-    assert handle is not None
-    url: str = wait_until(lambda: handle.webhook_urls().get("door"), what="the webhook URL")
-    return url
 
 
 @pytest.mark.timeout(300)
@@ -102,12 +75,20 @@ def test_file_pipeline_runs_to_the_end_with_events_counters_and_messages(
         }
         assert event.data["class_name"] == "person" and event.data["zone"] == "courtyard"
         assert Path(event.data["snapshot"]).is_file()
-        assert str(event.time).startswith("2026-01-05 09:00:0")
+        # the media clock (file.input start_time) is the event's own time; the record's
+        # time is when the service recorded it
+        assert event.data["event_time"].startswith("2026-01-05T09:00:0")
+        assert run.started_at <= event.time <= done.stopped_at
     # AND the final counters add up
     counters = done.counters
     assert counters["frames"] == {"camera": CLIP_FRAMES}
     assert counters["events"] == {"area": len(events)}
-    assert counters["executions"] == {"succeeded": len(events), "failed": 0}
+    assert counters["executions"] == {
+        "succeeded": len(events),
+        "failed": 0,
+        "dropped": 0,
+        "abandoned": 0,
+    }
     assert counters["actions"] == {"dashboard": {"recorded": len(events)}}
     assert counters["events_stored"] == len(events)
     # AND each execution was written to the run's executions file
@@ -188,7 +169,7 @@ def test_webhook_pipeline_runs_until_stopped_and_records_executions(site: Site) 
     events = wait_until(
         lambda: len(found := stored_events(site, run.id)) == 2 and found, what="two events"
     )
-    by_id = {e.id: e for e in events}
+    by_id = {e.data["event_id"]: e for e in events}
     alarm, other = by_id[opened.json()["event_id"]], by_id[closed.json()["event_id"]]
     assert (alarm.node_id, alarm.source_id, alarm.type) == (
         "door",
@@ -246,6 +227,15 @@ def test_second_play_conflicts_and_a_revision_can_be_chosen(site: Site) -> None:
     assert run.revision == 1
     with pytest.raises(Conflict, match=f"already .*run '{run.id}'.*stop it"):
         site.runs.execute(pid)
+    # AND while it is stopping, Play is refused with the reason (the run is marked
+    # stopping by hand here: a real stop of this run takes milliseconds)
+    stopping = site.store.runs.update(
+        site.run(run.id).model_copy(update={"status": RunStatus.STOPPING}),
+        expected_version=site.run(run.id).version,
+    )
+    with pytest.raises(Conflict, match=f"still stopping \\(run '{run.id}'\\).*once the run"):
+        site.runs.execute(pid)
+    assert stopping.status is RunStatus.STOPPING
     # THEN only the first run exists
     assert [r.id for r in site.store.runs.list(pid).items] == [run.id]
     site.runs.stop(pid)
