@@ -5,10 +5,17 @@
 container). ``aios up`` calls the same resolver with events its HTTP adapter builds.
 
 Every request, in order: the ``Host`` header is checked against ``settings.allowed_hosts``
-(400), the route's permission is looked up in :mod:`aios.api.permissions` and the bearer
-token checked (401/403) — before the body is validated (422), so an anonymous caller learns
-nothing from validation — then the route runs. Writes (POST/PUT/DELETE) are recorded in the
-audit log with their outcome. Every response carries ``X-Request-Id``.
+(400); a path without the request's method is 405 with ``Allow`` (404 if no route has it);
+the route's permission is looked up in :mod:`aios.api.permissions` and the bearer token
+checked (401/403) — before anything else about the request, so an anonymous caller learns
+nothing from validation; query parameters the route does not declare are refused (422);
+the body is read as JSON by :mod:`aios.api.body` (415 not ``application/json``, 400
+``invalid_json``, 422 nested too deep; a route without a body refuses one other than
+``{}``); then Powertools validates the parameters and body against the route's models
+(422 ``validation_error``) and the route runs. Writes (POST/PUT/DELETE) are recorded in the
+audit log with their outcome; the entry's ``detail.request_id`` is the HTTP request's id,
+and a create that fails names the id its body gave. Every response carries
+``X-Request-Id``. The Swagger UI page at ``/docs`` sends nothing to validator.swagger.io.
 
 The resolver keeps per-request state in class attributes (Powertools' design for Lambda,
 one request at a time), so :meth:`ApiResolver.resolve` serialises calls: a threaded local
@@ -26,19 +33,34 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
 from aws_lambda_powertools.event_handler.api_gateway import ResponseBuilder, Route
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.models import (
     HTTPBearer,
+    OpenAPI,
     Server,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from aios.api.auth import Authenticator, AuthFailed, Client, Principal, load_jwt_secret
+from aios.api.body import (
+    JSON_MEDIA_TYPE,
+    BodyTooDeep,
+    InvalidJson,
+    UnsupportedBody,
+    body_text,
+    check_media_type,
+)
+from aios.api.body import parse_json as parse_json_body
 from aios.api.errors import (
     BadRequest,
     Forbidden,
+    MethodNotAllowed,
     Unauthorized,
+    Unprocessable,
+    UnsupportedMediaType,
     register_error_handlers,
 )
+from aios.api.hosts import HOST_NOT_ALLOWED, host_allowed
 from aios.api.permissions import Permission, permission_for, role_allows
 from aios.config import Settings
 from aios.domain import AuditEntry
@@ -50,6 +72,8 @@ log = logging.getLogger(__name__)
 API_TITLE = "AIOS API"
 API_VERSION = "1.0.0"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+SWAGGER_UI_CALL = "var ui = SwaggerUIBundle(swaggerUIOptions)"
+"""The statement of Powertools' Swagger UI page that starts the UI."""
 
 _RESOLVE_LOCK = threading.RLock()
 
@@ -60,31 +84,6 @@ def _outcome(status: int) -> str:
     if status in (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN):
         return "denied"
     return "failure"
-
-
-def host_allowed(host: str | None, allowed: list[str]) -> bool:
-    """Whether a ``Host`` header value is allowed.
-
-    Entries match the host name case-insensitively, with or without the port
-    (``localhost``, ``localhost:8080``); ``*.example.com`` matches subdomains; ``*``
-    matches everything (also a missing header).
-    """
-    if "*" in allowed:
-        return True
-    if not host:
-        return False
-    host = host.strip().lower()
-    if host.startswith("["):  # IPv6 literal, "[::1]:8080"
-        name = host[: host.find("]") + 1] if "]" in host else host
-    else:
-        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-    for raw in allowed:
-        entry = raw.strip().lower()
-        if entry in (host, name):
-            return True
-        if entry.startswith("*.") and name.endswith(entry[1:]):
-            return True
-    return False
 
 
 class ApiResolver(APIGatewayRestResolver):
@@ -171,7 +170,7 @@ class ApiResolver(APIGatewayRestResolver):
             source_ip=client.ip,
             user_agent=(client.user_agent or "")[:512] or None,
             outcome=outcome,
-            detail={"request_id": self.request_id(), **(detail or {})},
+            detail={**(detail or {}), "request_id": self.request_id()},
         )
         try:
             self.services.store.audit.append(entry)
@@ -192,10 +191,7 @@ class ApiResolver(APIGatewayRestResolver):
         if not host_allowed(
             self.current_event.headers.get("host"), self.services.settings.allowed_hosts
         ):
-            raise BadRequest(
-                "this host name is not served here; add it to AIOS_ALLOWED_HOSTS",
-                code="host_not_allowed",
-            )
+            raise BadRequest(HOST_NOT_ALLOWED, code="host_not_allowed")
         permission = permission_for(route.method, route.openapi_path)
         if permission is None:
             if self._is_registered(route):
@@ -230,10 +226,91 @@ class ApiResolver(APIGatewayRestResolver):
             )
         return permission
 
+    def _check_query(self, route: Route) -> None:
+        """Refuse query parameters the route does not declare (a misspelt filter would
+        otherwise be ignored silently and the list come back unfiltered)."""
+        event = self.current_event
+        given = set(event.multi_value_query_string_parameters or {}) | set(
+            event.query_string_parameters or {}
+        )
+        if not given:
+            return
+        accepted = sorted(str(param.alias) for param in route.dependant.query_params)
+        unknown = sorted(given - set(accepted))
+        if not unknown:
+            return
+        listing = ", ".join(accepted) if accepted else "none"
+        shown = ", ".join(repr(name[:100]) for name in unknown[:5])
+        raise Unprocessable(
+            f"unknown query parameter {shown}; this endpoint accepts: {listing}",
+            details=[
+                {
+                    "field": f"query.{name[:100]}",
+                    "message": f"unknown query parameter (check the spelling); accepted: {listing}",
+                    "type": "extra_forbidden",
+                }
+                for name in unknown[:20]
+            ],
+        )
+
+    def _read_body(self, route: Route, route_arguments: dict[str, str]) -> None:
+        """Read the request body as JSON (see :mod:`aios.api.body`) before Powertools'
+        validation does, so that a body the API cannot read is a 4xx, not a 500.
+
+        The parsed value is handed to Powertools through the event's cached ``json_body``
+        (parsed once). A route without a body refuses one (``{}`` aside): nothing sent is
+        ignored silently.
+        """
+        raw = self.current_event.raw_event
+        body = raw.get("body")
+        if body is None or body == "":
+            return
+        try:
+            if not isinstance(body, str):
+                raise InvalidJson("the body could not be read (not text in the event)")
+            check_media_type(self.current_event.headers.get("content-type"))
+            text = body_text(body, is_base64=bool(raw.get("isBase64Encoded")))
+            value = parse_json_body(text)
+        except UnsupportedBody as err:
+            raise UnsupportedMediaType(err.message) from None
+        except InvalidJson as err:
+            raise BadRequest(
+                err.message,
+                code="invalid_json",
+                details=[{"field": "body", "message": err.message, "type": "json_invalid"}],
+            ) from None
+        except BodyTooDeep as err:
+            raise Unprocessable(
+                err.message,
+                details=[{"field": "body", "message": err.message, "type": "too_deep"}],
+            ) from None
+        # Powertools matches the media type case-sensitively: give it the canonical one.
+        headers = raw.get("headers")
+        if isinstance(headers, dict):
+            for name in [n for n in headers if str(n).lower() == "content-type"]:
+                headers[name] = JSON_MEDIA_TYPE
+        # BaseProxyEvent caches these with functools.cached_property (instance __dict__).
+        self.current_event.__dict__["decoded_body"] = text
+        self.current_event.__dict__["json_body"] = value
+        if not route.dependant.body_params and value is not None and value != {}:
+            raise Unprocessable.field(
+                "body",
+                "this endpoint takes no request body; send none (parameters go in the "
+                "path or the query string)",
+                type_="extra_forbidden",
+            )
+        if not route_arguments and isinstance(value, dict) and isinstance(value.get("id"), str):
+            # the record a create names, for the audit of a create that fails
+            self.context["_body_target_id"] = value["id"][:128]
+
     def _call_route(self, route: Route, route_arguments: dict[str, str]) -> ResponseBuilder:  # type: ignore[type-arg]
         self.request_id()
         try:
             permission = self._gate(route)
+            if self._is_registered(route):
+                if route.include_in_schema:
+                    self._check_query(route)
+                self._read_body(route, route_arguments)
         except Exception as exc:
             builder = self._call_exception_handler(exc, route)
             if builder is None:
@@ -252,6 +329,8 @@ class ApiResolver(APIGatewayRestResolver):
             target_id = self.context.get("_audit_target_id")
             if target_id is None and route_arguments:
                 target_id = next(iter(route_arguments.values()))
+            if target_id is None:
+                target_id = self.context.get("_body_target_id")
             self.audit(
                 permission.action,
                 target_type=permission.target,
@@ -262,6 +341,54 @@ class ApiResolver(APIGatewayRestResolver):
             )
         builder.response.headers["X-Request-Id"] = self.request_id()
         return builder
+
+    def _handle_not_found(self, method: str, path: str) -> ResponseBuilder:  # type: ignore[type-arg]
+        """No route for ``method path``: 405 with ``Allow`` when the path has routes for
+        other methods (CORS preflights aside), else 404."""
+        allowed = sorted(
+            {route.method for route in self.registered_routes() if route.rule.match(path)}
+        )
+        if not allowed or (method == "OPTIONS" and self._cors):
+            return super()._handle_not_found(method=method, path=path)
+        allow = ", ".join(allowed)
+
+        def method_not_allowed() -> Response[Any]:
+            raise MethodNotAllowed(
+                f"{method[:20]} is not allowed here; this path accepts {allow}",
+                headers={"Allow": allow},
+            )
+
+        route = Route(
+            rule=self._compile_regex(r".*"),
+            method=method,
+            path=path,
+            func=method_not_allowed,
+            cors=self._cors_enabled,
+            compress=False,
+        )
+        self.append_context(_route=route, _path=path)  # type: ignore[no-untyped-call]
+        return self._call_route(route=route, route_arguments={})
+
+    def get_openapi_schema(self, *args: Any, **kwargs: Any) -> OpenAPI:
+        """Powertools' OpenAPI document without its ``HTTPValidationError`` and
+        ``ValidationError`` schemas: every error of this API, 422 included, has the
+        ``{"error": {...}}`` shape each operation documents."""
+        spec = super().get_openapi_schema(*args, **kwargs)
+        if spec.components is not None and spec.components.schemas:
+            for name in ("HTTPValidationError", "ValidationError"):
+                spec.components.schemas.pop(name, None)
+        return spec
+
+
+def _swagger_without_validator(app: ApiResolver, next_middleware: NextMiddleware) -> Response[Any]:
+    """Turn off Swagger UI's validator badge (``validatorUrl: null``): by default the page
+    sends the document's URL to validator.swagger.io. Powertools has no option for it."""
+    response = next_middleware(app)
+    if isinstance(response.body, str) and SWAGGER_UI_CALL in response.body:
+        response.body = response.body.replace(
+            SWAGGER_UI_CALL, f"swaggerUIOptions.validatorUrl = null;\n  {SWAGGER_UI_CALL}", 1
+        )
+    return response
 
 
 def _cors(services: Services) -> CORSConfig | None:
@@ -314,7 +441,13 @@ def create_app(services: Services, *, authenticator: Authenticator | None = None
             document.append(app.get_openapi_json_schema())
         return Response(status_code=200, content_type="application/json", body=document[0])
 
-    app.enable_swagger(path="/docs", title=API_TITLE, version=API_VERSION, compress=True)
+    app.enable_swagger(
+        path="/docs",
+        title=API_TITLE,
+        version=API_VERSION,
+        compress=True,
+        middlewares=[_swagger_without_validator],
+    )
     return app
 
 

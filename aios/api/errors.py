@@ -9,6 +9,11 @@ Every error response has the body::
 change, ``details`` lists field problems (``{"field": "body.location.lat", "message": ...,
 "type": ...}``) or pipeline issues. A 500 never carries a stack trace: only the request id,
 which is also in the log line of the exception.
+
+Codes of request problems: ``invalid_json`` (400: the body is not UTF-8 JSON text),
+``unsupported_media_type`` (415: a body not sent as ``application/json``),
+``method_not_allowed`` (405, with ``Allow``), ``validation_error`` (422: any field of the
+path, query or body is invalid or unknown — the details name each one).
 """
 
 from __future__ import annotations
@@ -86,12 +91,29 @@ class NotFoundApi(ApiError):
     code = "not_found"
 
 
+class MethodNotAllowed(ApiError):
+    """The path exists, not with this method; ``headers`` carry ``Allow``."""
+
+    status = HTTPStatus.METHOD_NOT_ALLOWED
+    code = "method_not_allowed"
+
+
+class UnsupportedMediaType(ApiError):
+    """The body is not sent as ``application/json``."""
+
+    status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+    code = "unsupported_media_type"
+
+
 class ConflictApi(ApiError):
     status = HTTPStatus.CONFLICT
     code = "conflict"
 
 
 class Unprocessable(ApiError):
+    """A request that is well-formed but invalid: code ``validation_error``, whatever
+    found the problem (the request models, the route, or the fleet service)."""
+
     status = HTTPStatus.UNPROCESSABLE_ENTITY
     code = "validation_error"
 
@@ -217,7 +239,7 @@ def register_error_handlers(app: ApiResolver) -> None:
             )
         return error_response(
             HTTPStatus.UNPROCESSABLE_ENTITY,
-            "invalid_request",
+            "validation_error",
             message,
             details=details,
             request_id=rid(),

@@ -1,18 +1,30 @@
 """Request and response bodies of the REST API (those that are not domain records as is).
 
 Request models refuse unknown fields (a misspelt field is a 422 naming it, not a silently
-ignored value). Responses never carry a password hash or a token hash.
+ignored value), and free-form JSON fields nested deeper than
+:data:`aios.domain.MAX_JSON_DEPTH` (a 422 naming the field: what could not be stored is
+refused before anything is). Responses never carry a password hash or a token hash.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from aios.domain import DEVICE_ID_PATTERN, AlertRuleKind, DeviceKind, GeoPoint, Role, User
-from aios.pipeline.document import PipelineDocument
+from aios.domain import (
+    DEVICE_ID_PATTERN,
+    MAX_JSON_DEPTH,
+    AlertRuleKind,
+    DeviceKind,
+    GeoPoint,
+    JsonObject,
+    Role,
+    User,
+    json_depth,
+)
+from aios.pipeline.document import PipelineDocument, PipelineNode
 
 T = TypeVar("T")
 
@@ -188,12 +200,84 @@ class PipelineDetail(PipelineOut):
     active_run_id: str | None = None
 
 
+NODE_CONFIG_DEPTH = MAX_JSON_DEPTH - 3
+"""Deepest nesting of a node's ``config``: the document, its ``nodes`` list and the node
+take 3 of the :data:`aios.domain.MAX_JSON_DEPTH` levels a stored document may use."""
+
+METADATA_DEPTH = MAX_JSON_DEPTH - 1
+"""Deepest nesting of a document's ``metadata`` (the document takes 1 level)."""
+
+
+def _nested_at_most(limit: int, what: str) -> AfterValidator:
+    def check(value: dict[str, Any]) -> dict[str, Any]:
+        depth = json_depth(value)
+        if depth > limit:
+            raise ValueError(
+                f"nested {depth} levels deep; {what} may nest at most {limit} levels of "
+                f"objects and arrays (a whole pipeline document: {MAX_JSON_DEPTH})"
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+class PipelineNodeIn(PipelineNode):
+    """A node of a pipeline document sent to be saved: its ``config`` nests at most
+    :data:`NODE_CONFIG_DEPTH` levels."""
+
+    config: Annotated[dict[str, Any], _nested_at_most(NODE_CONFIG_DEPTH, "a node's config")] = (
+        Field(
+            default_factory=dict,
+            title="Configuration",
+            description="Validated against the node type's config JSON Schema; nested at "
+            f"most {NODE_CONFIG_DEPTH} levels.",
+        )
+    )
+
+
+class PipelineDocumentIn(PipelineDocument):
+    """A pipeline document sent to be saved. As stored, a whole document nests at most
+    :data:`aios.domain.MAX_JSON_DEPTH` levels of objects and arrays, counting its own
+    (document, ``nodes``, node): a node's ``config`` at most :data:`NODE_CONFIG_DEPTH`,
+    ``metadata`` at most :data:`METADATA_DEPTH`."""
+
+    metadata: Annotated[dict[str, Any], _nested_at_most(METADATA_DEPTH, "metadata")] = Field(
+        default_factory=dict,
+        title="Metadata",
+        description="Free-form data kept with the document (site, owner, tags); nested at "
+        f"most {METADATA_DEPTH} levels.",
+    )
+    nodes: list[PipelineNodeIn] = Field(title="Nodes")  # type: ignore[assignment]
+
+    @model_validator(mode="after")
+    def _whole_document_depth(self) -> PipelineDocumentIn:
+        depth = json_depth(self.model_dump(mode="json", by_alias=True))
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(
+                f"the document nests {depth} levels deep; at most {MAX_JSON_DEPTH} levels of "
+                "objects and arrays are stored"
+            )
+        return self
+
+
 class PipelineUpdate(RequestModel):
     """A new revision of a pipeline. Saving over a newer revision than ``expected_revision``
     is refused (409): two editors saving at once do not overwrite each other."""
 
     expected_revision: int = Field(ge=1, description="The latest revision the editor loaded.")
-    document: PipelineDocument
+    document: PipelineDocumentIn
+
+
+class ExecuteRequest(RequestModel):
+    """What to play (the body of ``POST …/execute`` is optional)."""
+
+    revision: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**31,
+        description="The revision to run (default: the latest). Same as the 'revision' "
+        "query parameter; give one or the other.",
+    )
 
 
 # --------------------------------------------------------------------------- analytics
@@ -311,7 +395,10 @@ class CommandIn(RequestModel):
     """A command for a device; the device answers on its response topic by the deadline."""
 
     name: str = Field(min_length=1, max_length=100, description="e.g. 'write_coil', 'reboot'.")
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: JsonObject = Field(
+        default_factory=dict,
+        description=f"Free-form arguments; nested at most {MAX_JSON_DEPTH} levels.",
+    )
     timeout_seconds: float | None = Field(
         default=None,
         gt=0,
@@ -324,7 +411,9 @@ class DesiredConfigIn(RequestModel):
     """A new desired configuration; ``expected_version`` is the ``desired_version`` the
     editor read (409 if another change came first; absent: on top of the current one)."""
 
-    config: dict[str, Any]
+    config: JsonObject = Field(
+        description=f"The whole desired configuration; nested at most {MAX_JSON_DEPTH} levels."
+    )
     expected_version: int | None = Field(default=None, ge=0)
 
 

@@ -11,7 +11,12 @@ Lambda function for proxy integration", Amazon API Gateway developer guide.
 
 As behind API Gateway, the resource is a greedy proxy (``/{proxy+}``), the request body is
 limited (10 MB, API Gateway's payload quota) and a body that is not UTF-8 text is passed
-base64-encoded.
+base64-encoded. The caller's address (``requestContext.identity.sourceIp``) is the TCP peer,
+never a client-supplied header such as ``X-Forwarded-For`` (see :func:`peer_address`).
+
+Errors the adapter answers itself (413, a failing handler) and those of
+:class:`HostCheckMiddleware` have the API's JSON shape
+``{"error": {"code", "message", "details", "request_id"}}`` and an ``X-Request-Id`` header.
 
 Powertools keeps the request being resolved in a class attribute, so the handler runs on
 one worker thread at a time, off the event loop.
@@ -32,8 +37,12 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
+from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from aios.api.hosts import HOST_NOT_ALLOWED, host_allowed
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +106,7 @@ def build_event(
     raw_query: str,
     headers: list[tuple[str, str]],
     body: bytes,
-    source_ip: str,
+    source_ip: str | None,
     stage: str = "local",
     request_id: str | None = None,
     now: datetime | None = None,
@@ -107,6 +116,7 @@ def build_event(
     ``path`` is the decoded request path (``/api/v1/devices/cam-1``), ``raw_query`` the
     query string as sent (``a=1&a=2&b=``), ``headers`` the header (name, value) pairs in
     order. Single-value maps keep the last value of a repeated name, as API Gateway does.
+    ``source_ip`` is the TCP peer's address (``None``: unknown).
     """
     now = now or datetime.now(UTC)
     request_id = request_id or str(uuid.uuid4())
@@ -304,7 +314,7 @@ class ApiGatewayAdapter:
                     (k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw
                 ],
                 body=body,
-                source_ip=request.client.host if request.client else "127.0.0.1",
+                source_ip=peer_address(request.scope),
                 stage=self.stage,
             )
             loop = asyncio.get_running_loop()
@@ -342,8 +352,69 @@ class ApiGatewayAdapter:
 
 
 def _error(status: int, code: str, message: str, request_id: str | None = None) -> JSONResponse:
-    """An error in the API's shape: ``{"error": {"code", "message", "request_id"}}``."""
-    error: dict[str, Any] = {"code": code, "message": message}
-    if request_id is not None:
-        error["request_id"] = request_id
-    return JSONResponse({"error": error}, status_code=status)
+    """An error in the API's shape: ``{"error": {"code", "message", "details",
+    "request_id"}}`` (a new request id when none is given), also in ``X-Request-Id``."""
+    request_id = request_id or str(uuid.uuid4())
+    error: dict[str, Any] = {
+        "code": code,
+        "message": message,
+        "details": [],
+        "request_id": request_id,
+    }
+    return JSONResponse({"error": error}, status_code=status, headers={"X-Request-Id": request_id})
+
+
+def _forwarded_addresses(headers: Headers) -> set[tuple[str, int]]:
+    """The (host, port) pairs named in ``X-Forwarded-For`` headers, port 0 when none is
+    given — as an ASGI server taking the client address from them would set it."""
+    addresses: set[tuple[str, int]] = set()
+    for value in headers.getlist("x-forwarded-for"):
+        for item in value.split(","):
+            entry = item.strip()
+            port = ""
+            if entry.startswith("["):  # "[2001:db8::1]:443"
+                entry, _, rest = entry[1:].partition("]")
+                port = rest.removeprefix(":")
+            elif entry.count(":") == 1:  # "198.51.100.1:80"
+                entry, _, port = entry.partition(":")
+            if entry:
+                addresses.add((entry.lower(), int(port) if port.isdigit() else 0))
+    return addresses
+
+
+def peer_address(scope: Scope) -> str | None:
+    """The TCP peer's address of an ASGI connection, never one a client claims.
+
+    ASGI servers may replace ``scope["client"]`` with an ``X-Forwarded-For`` entry (uvicorn
+    does unless ``proxy_headers=False``, by default for connections from 127.0.0.1 and
+    ::1). Any client can send that header, so a client address equal to one of its entries
+    — host and port, port 0 for an entry without one, which no TCP peer has — is not
+    taken: the peer is then unknown (``None``), and such callers share one login rate
+    limit instead of choosing their own.
+    """
+    client = scope.get("client")
+    if not client:
+        return None
+    host, port = str(client[0]), int(client[1] or 0)
+    if (host.lower(), port) in _forwarded_addresses(Headers(scope=scope)):
+        return None
+    return host
+
+
+class HostCheckMiddleware:
+    """Refuse HTTP requests and WebSocket handshakes whose ``Host`` is not allowed, with
+    the API's JSON error (400 ``host_not_allowed``), matching hosts as the API does
+    (:func:`aios.api.hosts.host_allowed`; ``["*"]`` allows every host)."""
+
+    def __init__(self, app: ASGIApp, allowed_hosts: list[str]) -> None:
+        self.app = app
+        self.allowed_hosts = list(allowed_hosts) or ["*"]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and not host_allowed(
+            Headers(scope=scope).get("host"), self.allowed_hosts
+        ):
+            response = _error(400, "host_not_allowed", HOST_NOT_ALLOWED)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

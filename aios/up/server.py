@@ -45,7 +45,6 @@ from typing import Any, TextIO
 import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -53,7 +52,7 @@ from starlette.routing import BaseRoute, Route
 from aios.domain import utcnow
 from aios.fleet.service import FleetService
 from aios.store.port import Store
-from aios.up.adapter import ApiGatewayAdapter
+from aios.up.adapter import ApiGatewayAdapter, HostCheckMiddleware
 from aios.up.bootstrap import ConfigError, UpSettings, build_services
 from aios.up.broker import BrokerAddress, EmbeddedBroker, MqttDeviceLink
 from aios.up.feed import WebSocketFeed
@@ -277,11 +276,7 @@ def build_http_app(
 
     return Starlette(
         routes=routes,
-        middleware=[
-            Middleware(
-                TrustedHostMiddleware, allowed_hosts=allowed_hosts or ["*"], www_redirect=False
-            )
-        ],
+        middleware=[Middleware(HostCheckMiddleware, allowed_hosts=allowed_hosts or ["*"])],
         lifespan=lifespan,
     )
 

@@ -36,12 +36,16 @@ ERROR_SCHEMA: dict[str, Any] = {
 }
 
 _ERRORS = {
-    400: "The Host header is not allowed, or the request is malformed.",
+    400: "The Host header is not allowed (host_not_allowed), or the body is not UTF-8 "
+    "JSON text (invalid_json).",
     401: "No valid access token (or, at sign-in, wrong credentials).",
     403: "The caller's role is below the one this endpoint needs.",
     404: "The record (or route) does not exist.",
     409: "Conflict: the record exists, changed since it was read, or is in use.",
-    422: "Invalid request: the details name each field by path.",
+    415: "The request has a body not sent as 'Content-Type: application/json'.",
+    422: "Invalid request (validation_error): the details name each field by path — "
+    "unknown query parameters, a body where none is read, and JSON nested too deeply "
+    "included.",
     429: "Too many sign-in attempts from this address; see Retry-After.",
     503: "This process cannot reach devices or start runs.",
 }
@@ -83,6 +87,8 @@ def register_routes(app: ApiResolver) -> None:
             errors.add(401)
         if route.openapi_path.endswith(("/execute", "/stop", "/command")):
             errors.add(503)
+        if route.dependant.body_params:
+            errors.add(415)
         responses: dict[int, Any] = {route.status_code: {"description": "Success"}}
         responses.update({status: _error(status) for status in sorted(errors)})
         route.responses = responses

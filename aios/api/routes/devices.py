@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from pydantic import BeforeValidator
 
 from aios.api.errors import ConflictApi, NotFoundApi, Unprocessable
 from aios.api.models import (
@@ -43,8 +45,29 @@ DeviceId = Annotated[str, Path(max_length=128, description="The device's id.")]
 Since = Annotated[datetime | None, Query(description="From this time (ISO 8601; naive = UTC).")]
 Until = Annotated[datetime | None, Query(description="Before this time (ISO 8601; naive = UTC).")]
 Text = Annotated[str | None, Query(max_length=200)]
-Latitude = Annotated[float | None, Query(ge=-90, le=90, description="Degrees, WGS 84.")]
-Longitude = Annotated[float | None, Query(ge=-180, le=180, description="Degrees, WGS 84.")]
+
+
+def _finite(value: object) -> object:
+    """Refuse ``nan``/``inf`` before range checks do (they would say "less than 90")."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return value  # not a number at all: the float validation says so
+    if not math.isfinite(number):
+        raise ValueError("must be a finite number of degrees, not nan or infinity")
+    return value
+
+
+Latitude = Annotated[
+    float | None,
+    BeforeValidator(_finite),
+    Query(ge=-90, le=90, description="Degrees, WGS 84."),
+]
+Longitude = Annotated[
+    float | None,
+    BeforeValidator(_finite),
+    Query(ge=-180, le=180, description="Degrees, WGS 84."),
+]
 
 
 def _rule_cursor(rule_id: str) -> str:
@@ -187,7 +210,7 @@ def register(app: ApiResolver) -> None:
             actor=app.principal().username,
             timeout_seconds=body.timeout_seconds,
         )
-        app.audit_target(device_id, request_id=command.request_id, command=command.name)
+        app.audit_target(device_id, command_request_id=command.request_id, command=command.name)
         return command
 
     @app.get(

@@ -5,7 +5,9 @@ Saving (POST, PUT) stores any document that has the pipeline document's *shape*
 ``body.nodes.0.id``), even when its graph or node configs have problems: an editor saves
 work in progress. Those problems are returned with every save and read (``validation``),
 by ``POST …/validate``, and block ``POST …/execute`` (422 ``pipeline_invalid`` listing each
-issue with its node id and field path).
+issue with its node id and field path). A saved document nests at most
+:data:`aios.domain.MAX_JSON_DEPTH` levels in all (see
+:class:`~aios.api.models.PipelineDocumentIn`); a deeper one is a 422 and nothing is saved.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 
-from aios.api.errors import ConflictApi
+from aios.api.errors import ConflictApi, Unprocessable
 from aios.api.models import (
+    ExecuteRequest,
     PageOut,
     PipelineDetail,
+    PipelineDocumentIn,
     PipelineIssueOut,
     PipelineOut,
     PipelineUpdate,
@@ -26,7 +30,7 @@ from aios.api.models import (
 )
 from aios.api.permissions import API_PREFIX
 from aios.api.routes._common import DEFAULT_LIMIT, Cursor, Limit, listed, require
-from aios.domain import PipelineRecord, PipelineRevision, Run
+from aios.domain import JsonObject, PipelineRecord, PipelineRevision, Run
 from aios.pipeline.document import PipelineDocument
 from aios.pipeline.validation import PipelineInvalid, validate_pipeline
 from aios.runs.service import PipelineRuns
@@ -105,7 +109,7 @@ def register(app: ApiResolver) -> None:
         summary="Create a pipeline from a document (its revision 1)",
         status_code=201,
     )
-    def create_pipeline(body: PipelineDocument) -> PipelineDetail:
+    def create_pipeline(body: PipelineDocumentIn) -> PipelineDetail:
         now = app.services.clock()
         record = PipelineRecord(
             name=body.name,
@@ -123,7 +127,7 @@ def register(app: ApiResolver) -> None:
         tags=["pipelines"],
         summary="Validate a document without saving it",
     )
-    def validate_document(body: Annotated[dict[str, Any], Body()]) -> ValidationResult:
+    def validate_document(body: Annotated[JsonObject, Body()]) -> ValidationResult:
         return validation_of(body)
 
     @app.get(
@@ -141,7 +145,14 @@ def register(app: ApiResolver) -> None:
     )
     def update_pipeline(pipeline_id: PipelineId, body: PipelineUpdate) -> PipelineDetail:
         record = get_record(pipeline_id)
-        if body.expected_revision != record.latest_revision:
+        if body.expected_revision > record.latest_revision:
+            raise ConflictApi(
+                f"revision {body.expected_revision} of pipeline '{pipeline_id}' does not "
+                f"exist; the latest is {record.latest_revision}: reload it and apply your "
+                "change again",
+                code="stale_revision",
+            )
+        if body.expected_revision < record.latest_revision:
             raise ConflictApi(
                 f"pipeline '{pipeline_id}' was saved as revision {record.latest_revision} "
                 f"since you loaded revision {body.expected_revision}; reload it and apply "
@@ -231,9 +242,20 @@ def register(app: ApiResolver) -> None:
     def execute_pipeline(
         *,
         pipeline_id: PipelineId,
-        revision: Annotated[int | None, Query(ge=1, le=2**31)] = None,
+        revision: Annotated[
+            int | None,
+            Query(ge=1, le=2**31, description="The revision to run (default: the latest)."),
+        ] = None,
+        body: Annotated[ExecuteRequest | None, Body()] = None,
     ) -> Run:
-        run = runs.execute(pipeline_id, revision=revision, actor=app.principal().username)
+        chosen = body.revision if body is not None else None
+        if chosen is not None and revision is not None and chosen != revision:
+            raise Unprocessable.field(
+                "body.revision",
+                f"differs from the query's revision {revision}; give the revision once",
+            )
+        number = chosen if chosen is not None else revision
+        run = runs.execute(pipeline_id, revision=number, actor=app.principal().username)
         app.audit_target(pipeline_id, run_id=run.id, revision=run.revision)
         return run
 

@@ -109,7 +109,33 @@ class ApiClient:
         event = proxy_event(
             method, path, headers=hdrs, query=query, body=json_body, source_ip=source_ip
         )
-        raw = self.app.resolve(event, None)
+        return self._answer(self.app.resolve(event, None))
+
+    def send_bytes(
+        self,
+        method: str,
+        path: str,
+        body: bytes,
+        *,
+        token: str | None = None,
+        content_type: str | None = "application/json",
+    ) -> ApiResponse:
+        """Send ``body`` as API Gateway does: as text when it is UTF-8, else base64
+        (``isBase64Encoded``); ``content_type`` ``None`` sends no Content-Type."""
+        headers = {"Host": "localhost", "User-Agent": USER_AGENT}
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        event = proxy_event(method, path, headers=headers)
+        try:
+            event["body"] = body.decode("utf-8")
+        except UnicodeDecodeError:
+            event["body"] = base64.b64encode(body).decode("ascii")
+            event["isBase64Encoded"] = True
+        return self._answer(self.app.resolve(event, None))
+
+    def _answer(self, raw: dict[str, Any]) -> ApiResponse:
         headers_out = {k.lower(): v for k, v in (raw.get("headers") or {}).items()}
         for key, values in (raw.get("multiValueHeaders") or {}).items():
             headers_out.setdefault(key.lower(), ",".join(values))

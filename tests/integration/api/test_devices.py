@@ -256,6 +256,14 @@ def test_command_and_desired_config_reach_the_device_over_mqtt(
             "plc-1",
             {"address": 3, "value": True},
         )
+        # AND its audit entry keeps the HTTP request's id apart from the command's
+        admin = add_user(app, "alice", Role.ADMIN, password_hash)
+        audit = api.get(
+            "/api/v1/audit", token=admin.token, query={"target_id": "plc-1", "limit": 100}
+        ).json()
+        (sent,) = [e for e in audit["items"] if e["action"] == "device.command"]
+        assert sent["detail"]["request_id"] == res.headers["x-request-id"]
+        assert sent["detail"]["command_request_id"] == command["request_id"]
         # AND it can be read back, and listed
         url = f"{DEVICES}/plc-1/commands/{command['request_id']}"
         assert api.get(url, token=operator.token).json()["request_id"] == command["request_id"]

@@ -3,6 +3,8 @@ schemathesis run over every operation finding no server error."""
 
 from __future__ import annotations
 
+import base64
+import re
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -13,7 +15,12 @@ import pytest
 import schemathesis
 from api_client import ApiClient, proxy_event
 from api_support import JWT_SECRET, Account
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, settings
+from schemathesis.generation.hypothesis.builder import (
+    HypothesisTestConfig,
+    HypothesisTestMode,
+    create_test,
+)
 
 from aios.api import app as app_module
 from aios.api.app import ApiResolver
@@ -132,11 +139,12 @@ def test_lambda_handler_builds_services_once(
 def wsgi_adapter(
     resolver: ApiResolver,
 ) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
-    """A WSGI application that turns each request into an API Gateway proxy event."""
+    """A WSGI application that turns each request into an API Gateway proxy event, as
+    API Gateway does: a body that is not UTF-8 is passed base64-encoded."""
 
     def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         length = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(length).decode("utf-8", "replace") if length else None
+        raw = environ["wsgi.input"].read(length) if length else b""
         headers = {
             key[5:].replace("_", "-").title(): value
             for key, value in environ.items()
@@ -153,8 +161,13 @@ def wsgi_adapter(
             environ.get("PATH_INFO") or "/",
             headers=headers,
             query=query,  # type: ignore[arg-type]
-            body=body,
         )
+        if raw:
+            try:
+                event["body"] = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                event["body"] = base64.b64encode(raw).decode("ascii")
+                event["isBase64Encoded"] = True
         result = resolver.resolve(event, None)
         out_headers = [(k, str(v)) for k, v in (result.get("headers") or {}).items()]
         for key, values in (result.get("multiValueHeaders") or {}).items():
@@ -163,8 +176,6 @@ def wsgi_adapter(
         start_response(f"{status} STATUS", out_headers)
         payload = result.get("body") or ""
         if result.get("isBase64Encoded"):
-            import base64
-
             return [base64.b64decode(payload)]
         return [payload.encode()]
 
@@ -174,15 +185,58 @@ def wsgi_adapter(
 ACCEPTED_503 = {"device_unreachable", "runs_unavailable"}
 """503s that are answers, not failures: this process has no device link or run launcher."""
 
+WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+FUZZ_EXAMPLES = {"write": 25, "read": 6}
+"""Generated cases per operation (after the examples and coverage cases), within the CI
+budget; a local run with thousands of cases uses the schemathesis CLI."""
 
-@pytest.mark.timeout(180)
-def test_schemathesis_finds_no_server_errors(api: ApiClient, admin: Account) -> None:
-    """Every operation, fuzzed as an admin (so requests pass the gate), answers < 500."""
-    # GIVEN some records for generated requests to hit
-    api.post(
-        "/api/v1/devices", {"id": "cam-1", "name": "Gate", "kind": "camera"}, token=admin.token
+
+def seed_records(api: ApiClient, token: str) -> dict[str, list[str]]:
+    """Records for generated requests to hit: path values by parameter name."""
+    for body in (
+        {"id": "gw-1", "name": "Gateway", "kind": "connector"},
+        {"id": "cam-1", "name": "Gate", "kind": "camera"},
+        {"id": "plc-1", "name": "PLC", "kind": "plc", "parent_id": "gw-1"},
+    ):
+        assert api.post("/api/v1/devices", body, token=token).status == 201
+    document = {
+        "name": "Ticks",
+        "nodes": [{"id": "tick", "type": "aios/timer@1", "config": {"interval_seconds": 60}}],
+    }
+    pipeline = api.post("/api/v1/pipelines", document, token=token).json()["id"]
+    rule = api.post("/api/v1/devices/cam-1/alert-rules", {"kind": "offline"}, token=token).json()[
+        "id"
+    ]
+    return {
+        "device_id": ["cam-1", "plc-1", "gw-1"],
+        "pipeline_id": [pipeline],
+        "rule_id": [rule],
+    }
+
+
+def fuzz_config(known: dict[str, list[str]]) -> schemathesis.Config:
+    """Positive and negative data; path parameters are a known record's id half of the
+    time (otherwise most requests would stop at a 404)."""
+    return schemathesis.Config.from_dict(
+        {
+            "generation": {"mode": "all"},
+            "dictionaries": {name: {"values": values} for name, values in known.items()},
+            "parameters": {
+                f"path.{name}": {"dictionary": name, "probability": 0.5} for name in known
+            },
+        }
     )
-    schema = schemathesis.openapi.from_wsgi("/openapi.json", wsgi_adapter(api.app))
+
+
+@pytest.mark.timeout(240)
+def test_schemathesis_finds_no_server_errors(api: ApiClient, admin: Account) -> None:
+    """Every operation answers < 500 to its examples, schemathesis' coverage cases (bounds,
+    wrong types, missing and unexpected fields, other content types, other methods) and
+    generated positive and negative data — as an admin, so requests pass the gate."""
+    known = seed_records(api, admin.token)
+    schema = schemathesis.openapi.from_wsgi(
+        "/openapi.json", wsgi_adapter(api.app), config=fuzz_config(known)
+    )
     auth = {"Authorization": f"Bearer {admin.token}"}
     failures: list[str] = []
     statuses: dict[int, int] = {}
@@ -192,15 +246,6 @@ def test_schemathesis_finds_no_server_errors(api: ApiClient, admin: Account) -> 
         operation = result.ok()
         operations += 1
 
-        @settings(
-            max_examples=12,
-            deadline=None,
-            database=None,
-            derandomize=True,
-            phases=[Phase.explicit, Phase.generate],
-            suppress_health_check=list(HealthCheck),
-        )
-        @given(case=operation.as_strategy())
         def check(case: schemathesis.Case) -> None:
             response = case.call(headers=auth)
             statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
@@ -213,15 +258,72 @@ def test_schemathesis_finds_no_server_errors(api: ApiClient, admin: Account) -> 
             if response.status_code == 503 and code in ACCEPTED_503:
                 return
             failures.append(
-                f"{case.method} {case.formatted_path} query={case.query} body={case.body!r:.300}"
+                f"{case.method} {case.formatted_path} query={case.query} "
+                f"headers={case.headers} body={case.body!r:.300}"
                 f" → {response.status_code} {response.text[:300]}"
             )
 
-        check()
+        kind = "write" if operation.method.upper() in WRITE_METHODS else "read"
+        test = create_test(
+            operation=operation,
+            test_func=check,
+            config=HypothesisTestConfig(
+                project=schema.config,
+                modes=[
+                    HypothesisTestMode.EXAMPLES,
+                    HypothesisTestMode.COVERAGE,
+                    HypothesisTestMode.FUZZING,
+                ],
+                settings=settings(
+                    max_examples=FUZZ_EXAMPLES[kind],
+                    deadline=None,
+                    database=None,
+                    derandomize=True,
+                    phases=[Phase.explicit, Phase.generate],
+                    suppress_health_check=list(HealthCheck),
+                ),
+            ),
+        )
+        test()
     elapsed = time.monotonic() - started
     assert operations >= 45
-    assert failures == []
-    # AND the requests reached the routes: successes, not-founds and validation errors
-    assert {200, 201, 404, 422} <= set(statuses), statuses
-    assert sum(statuses.values()) >= 300
-    assert elapsed < 120
+    assert failures == [], f"{len(failures)} server errors:\n" + "\n".join(failures[:20])
+    # AND the requests reached the routes and every kind of refusal
+    assert {200, 201, 204, 400, 404, 405, 409, 415, 422} <= set(statuses), statuses
+    assert sum(statuses.values()) >= 2000, statuses
+    assert elapsed < 150
+
+
+MALFORMED_BODIES = [
+    (b"\xff\xfe{}", "application/json", 400),
+    (b'{"name": "x",', "application/json", 400),
+    (b'{"name": NaN}', "application/json", 400),
+    (b"[" * 2000 + b"]" * 2000, "application/json", 422),
+    (b"name=x", "application/x-www-form-urlencoded", 415),
+    (b"{}", "multipart/form-data", 415),
+    (b"{}", "text/plain", 415),
+    (b'{"name": "x"}', None, 415),
+]
+"""Bodies no endpoint can read, their Content-Type (None: no header) and the status."""
+
+
+def test_malformed_bodies_are_refused_by_every_write_operation(
+    api: ApiClient, admin: Account
+) -> None:
+    """Whatever the write operation, a body that is not UTF-8 JSON sent as
+    application/json gets its 4xx in the error shape before the route runs."""
+    doc = api.get("/openapi.json").json()
+    checked = 0
+    for path, item in doc["paths"].items():
+        for method in item:
+            if method.upper() not in WRITE_METHODS:
+                continue
+            url = re.sub(r"\{\w+\}", "x", path)
+            for body, content_type, status in MALFORMED_BODIES:
+                res = api.send_bytes(
+                    method.upper(), url, body, token=admin.token, content_type=content_type
+                )
+                assert res.status == status, (method, path, content_type, res.text)
+                assert set(res.error) == {"code", "message", "details", "request_id"}
+                checked += 1
+    assert checked >= 20 * len(MALFORMED_BODIES)

@@ -100,7 +100,8 @@ def test_bad_bodies_name_their_fields(api: ApiClient, admin: Account) -> None:
         json_body="{not json",
         headers={"Content-Type": "application/json"},
     )
-    assert broken.status == 422 and broken.fields() == ["body"]
+    assert broken.status == 400 and broken.fields() == ["body"]
+    assert broken.error["code"] == "invalid_json"
 
 
 def test_pagination_over_users(api: ApiClient, admin: Account, password_hash: str) -> None:

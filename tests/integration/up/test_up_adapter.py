@@ -7,23 +7,36 @@ import base64
 import concurrent.futures
 import gzip
 import json
+import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from pydantic import SecretStr
 from starlette.applications import Starlette
-from starlette.routing import Route
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 from up_support import ServerThread
 
+from aios.api.app import create_app
+from aios.config import Settings
+from aios.services import Services
+from aios.store.sqlite import SqliteStore
 from aios.up.adapter import (
     MAX_BODY_BYTES,
     UNMATCHED_ROUTE,
     ApiGatewayAdapter,
+    HostCheckMiddleware,
     build_event,
     build_response,
+    peer_address,
 )
 
 PNG_BYTES = b"\x89PNG\r\n\x1a\n\x00\xff\xfe binary"
@@ -178,7 +191,10 @@ def test_oversized_body_is_refused_with_413(server: ServerThread) -> None:
     big = b"{" + b" " * (64 * 1024) + b"}"
     r = httpx.post(f"{server.url}/api/items", content=big)
     assert r.status_code == 413
-    assert r.json()["error"]["code"] == "payload_too_large"
+    error = r.json()["error"]
+    assert set(error) == {"code", "message", "details", "request_id"}
+    assert (error["code"], error["details"]) == ("payload_too_large", [])
+    assert error["request_id"] == r.headers["x-request-id"]
 
     def chunks() -> Iterator[bytes]:
         for _ in range(80):
@@ -207,6 +223,7 @@ def test_handler_failure_is_a_json_500(server: ServerThread, observed: Observed)
     r = httpx.get(f"{server.url}/api/boom")
     assert r.status_code == 500
     error = r.json()["error"]
+    assert set(error) == {"code", "message", "details", "request_id"}
     assert error["code"] == "internal_error"
     assert "route failed" not in r.text
     assert observed.requests[-1][1:3] == ("/api/boom", 500)
@@ -260,3 +277,138 @@ def test_build_event_and_response_without_a_server() -> None:
     assert response.headers.getlist("x-one") == ["2"]
     with pytest.raises(ValueError, match="statusCode"):
         build_response({"body": "no status"})
+
+
+@pytest.fixture
+def api_server(tmp_path: Path) -> Iterator[tuple[ServerThread, SqliteStore]]:
+    """The real API (3 sign-in attempts a minute per address) behind the adapter, served
+    by uvicorn with its default settings (which rewrite the client address from
+    X-Forwarded-For for connections from 127.0.0.1)."""
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        data_dir=tmp_path / "data",
+        jwt_secret=SecretStr("adapter-test-secret-" + "k" * 40),
+        allowed_hosts=["127.0.0.1", "localhost"],
+        login_rate_per_minute=3,
+    )
+    store = SqliteStore(tmp_path / "aios.db")
+    adapter = ApiGatewayAdapter(create_app(Services(store=store, settings=settings)))
+    app = Starlette(
+        routes=[Route("/{path:path}", adapter.endpoint, methods=["GET", "POST", "PUT", "DELETE"])]
+    )
+    try:
+        with ServerThread(app) as running:
+            yield running, store
+    finally:
+        adapter.close()
+        store.close()
+
+
+def test_forwarded_for_cannot_dodge_the_login_rate_limit(
+    api_server: tuple[ServerThread, SqliteStore],
+) -> None:
+    """The caller's address is the TCP peer: a new X-Forwarded-For on every attempt still
+    counts against one limit, and no claimed address reaches the audit log."""
+    server, store = api_server
+    statuses = []
+    for attempt in range(5):
+        r = httpx.post(
+            f"{server.url}/api/v1/auth/login",
+            json={"username": "nobody", "password": "not-the-password"},
+            headers={"X-Forwarded-For": f"198.51.100.{attempt}"},
+            timeout=20,
+        )
+        statuses.append(r.status_code)
+    assert statuses == [401, 401, 401, 429, 429]
+    sources = {entry.source_ip for entry in store.audit.list(limit=20).items}
+    assert sources and not any(ip and ip.startswith("198.51.100.") for ip in sources)
+
+
+def test_unreadable_bodies_through_the_adapter_are_client_errors(
+    api_server: tuple[ServerThread, SqliteStore],
+) -> None:
+    """Bytes that are not UTF-8 travel base64 to the API, which answers 400; a
+    multipart type without boundary is 415 — both in the API's error shape."""
+    server, _store = api_server
+    url = f"{server.url}/api/v1/auth/login"
+    binary = httpx.post(
+        url, content=b"\xff\xfe{}", headers={"content-type": "application/json"}, timeout=20
+    )
+    assert binary.status_code == 400 and binary.json()["error"]["code"] == "invalid_json"
+    multipart = httpx.post(
+        url, content=b"{}", headers={"content-type": "multipart/form-data"}, timeout=20
+    )
+    assert multipart.status_code == 415
+    assert set(multipart.json()["error"]) == {"code", "message", "details", "request_id"}
+
+
+def test_peer_address_ignores_claimed_addresses() -> None:
+    """An address taken from X-Forwarded-For (as uvicorn's proxy headers do: the entry's
+    host and port, 0 without one) is not the peer's: it is unknown then; otherwise the
+    socket's address is kept, also when a client names itself in the header."""
+
+    def scope(client: tuple[str, int] | None, *forwarded: str) -> dict[str, Any]:
+        headers = [(b"x-forwarded-for", value.encode()) for value in forwarded]
+        return {"type": "http", "client": client, "headers": headers}
+
+    assert peer_address(scope(("10.0.0.9", 51000))) == "10.0.0.9"
+    assert peer_address(scope(("10.0.0.9", 51000), "198.51.100.1")) == "10.0.0.9"
+    assert peer_address(scope(("10.0.0.9", 51000), "10.0.0.9")) == "10.0.0.9"
+    assert peer_address(scope(("198.51.100.1", 0), "203.0.113.5, 198.51.100.1")) is None
+    assert peer_address(scope(("198.51.100.1", 80), "198.51.100.1:80")) is None
+    assert peer_address(scope(("2001:db8::1", 443), "[2001:db8::1]:443")) is None
+    assert peer_address(scope(("2001:db8::1", 0), "2001:db8::1")) is None
+    assert peer_address(scope(None)) is None
+    event = build_event(method="GET", path="/", raw_query="", headers=[], body=b"", source_ip=None)
+    assert event["requestContext"]["identity"]["sourceIp"] is None
+
+
+def _websocket_handshake(server: ServerThread, host: str) -> tuple[int, bytes]:
+    """Send a WebSocket handshake with ``Host: host``; return the status and body."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(
+            (
+                f"GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+            ).encode()
+        )
+        reader = sock.makefile("rb")
+        status = int(reader.readline().split(b" ", 2)[1])
+        length = 0
+        while (line := reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return status, reader.read(length)
+
+
+def test_host_check_answers_json_for_http_and_websockets() -> None:
+    """A Host outside the allowed list gets the API's JSON error (HTTP and WebSocket
+    handshakes alike); allowed hosts, with or without a port, pass."""
+
+    async def hello(_request: Request) -> PlainTextResponse:
+        return PlainTextResponse("hello")
+
+    async def feed(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.close()
+
+    app = Starlette(
+        routes=[Route("/hello", hello), WebSocketRoute("/ws", feed)],
+        middleware=[Middleware(HostCheckMiddleware, allowed_hosts=["127.0.0.1", "*.example.com"])],
+    )
+    with ServerThread(app) as server:
+        assert httpx.get(f"{server.url}/hello").text == "hello"
+        other = httpx.get(f"{server.url}/hello", headers={"host": "api.example.com"})
+        assert other.status_code == 200
+        refused = httpx.get(f"{server.url}/hello", headers={"host": "evil.example"})
+        assert refused.status_code == 400
+        assert refused.headers["content-type"] == "application/json"
+        error = refused.json()["error"]
+        assert set(error) == {"code", "message", "details", "request_id"}
+        assert error["code"] == "host_not_allowed" and "AIOS_ALLOWED_HOSTS" in error["message"]
+        assert _websocket_handshake(server, f"127.0.0.1:{server.port}")[0] == 101
+        status, body = _websocket_handshake(server, "evil.example")
+        assert status == 400
+        assert json.loads(body)["error"]["code"] == "host_not_allowed"

@@ -169,7 +169,9 @@ def test_metrics_exposition(without_console: ServerThread) -> None:
 def test_unknown_host_names_are_refused(without_console: ServerThread) -> None:
     base = without_console.url
     assert httpx.get(f"{base}/healthz", headers={"Host": "aios.example.com"}).status_code == 200
-    assert httpx.get(f"{base}/healthz", headers={"Host": "evil.example"}).status_code == 400
+    refused = httpx.get(f"{base}/healthz", headers={"Host": "evil.example"})
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "host_not_allowed"
     assert httpx.get(f"{base}/api/v1/ping", headers={"Host": "evil.example"}).status_code == 400
 
 
