@@ -92,6 +92,7 @@ _TABLE: dict[tuple[str, str], Permission] = {
     ("POST", "/pipelines/{pipeline_id}/stop"): _w(_O, "pipeline.stop", "pipeline"),
     ("GET", "/pipelines/{pipeline_id}/runs"): VIEWER,
     ("GET", "/runs/{run_id}"): VIEWER,
+    ("GET", "/runs/{run_id}/media/{kind}/{name}"): VIEWER,
     # events, analytics, catalog
     ("GET", "/events"): VIEWER,
     ("GET", "/analytics/devices"): VIEWER,

@@ -46,7 +46,12 @@ What a run writes to the service:
   ``pipelines/{pipeline_id}``. Events recorded by a dashboard are the alert-like ones —
   the dashboard node is how a pipeline says "show people this" — and are also published
   on ``notifications`` as ``{"type": "pipeline.event", "pipeline_id", "pipeline_name",
-  "run_id", "event"}``.
+  "run_id", "event"}``. A snapshot or clip of the run is named by its key relative to the
+  data folder, not by a path of this machine: ``data.snapshot =
+  "runs/<run_id>/media/snapshots/<event_id>.jpg"`` (``data.clip``: ``media/clips/…mp4``),
+  with the API path that serves it in ``data.snapshot_url`` / ``data.clip_url``
+  (``/api/v1/runs/<run_id>/media/<kind>/<name>``; see :mod:`aios.runs.media`). The run's
+  ``executions.jsonl`` keeps the events as the pipeline saw them (file paths).
 
 Stop: the sources stop at once (video workers, webhook servers, subscriptions, timers), so
 no new event enters the run. Executions already queued or running get
@@ -86,6 +91,7 @@ from aios.events.secrets import ChainSecretStore, EnvSecretStore, FileSecretStor
 from aios.events.state import SqliteStateStore
 from aios.events.task import Event, FolderBlobStore, TaskServices
 from aios.pipeline.validation import ValidatedPipeline, validate_pipeline
+from aios.runs.media import media_key, media_url, valid_media_name
 from aios.runs.service import (
     LauncherUnavailable,
     RunCapacityExceeded,
@@ -481,6 +487,7 @@ class LocalRun:
                 data["event_time"] = own_time.isoformat()
             if dashboard is not None:
                 data["dashboard"] = dashboard
+            self._media_references(data)
             source_id = event.get("source_id")
             record = EventRecord(
                 id=stored_event_id(self.run.id, event_id),
@@ -531,6 +538,26 @@ class LocalRun:
         except Exception:
             log.exception("run %s: storing event %s failed", self.run.id, event.get("event_id"))
             return False
+
+    def _media_references(self, data: dict[str, Any]) -> None:
+        """Replace ``data.snapshot`` / ``data.clip`` paths of this run's media folder by
+        their keys and add ``snapshot_url`` / ``clip_url`` (see :mod:`aios.runs.media`).
+        Other values (not a file of this run's media) are left as they are."""
+        for field, kind in (("snapshot", "snapshots"), ("clip", "clips")):
+            value = data.get(field)
+            if not isinstance(value, str) or not value:
+                continue
+            try:
+                relative = Path(value).relative_to(self.media_dir)
+            except ValueError:
+                continue
+            if len(relative.parts) != 2 or relative.parts[0] != kind:
+                continue
+            name = relative.parts[1]
+            if not valid_media_name(kind, name):
+                continue
+            data[field] = media_key(self.run.id, kind, name)
+            data[f"{field}_url"] = media_url(self.run.id, kind, name)
 
     # --- counters ----------------------------------------------------------------------
 

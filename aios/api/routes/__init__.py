@@ -42,6 +42,7 @@ _ERRORS = {
     403: "The caller's role is below the one this endpoint needs.",
     404: "The record (or route) does not exist.",
     409: "Conflict: the record exists, changed since it was read, or is in use.",
+    413: "The file is too large to be served by the API (media_too_large).",
     415: "The request has a body not sent as 'Content-Type: application/json'.",
     422: "Invalid request (validation_error): the details name each field by path — "
     "unknown query parameters, a body where none is read, and JSON nested too deeply "
@@ -61,12 +62,13 @@ def _error(status: int) -> dict[str, Any]:
 def register_routes(app: ApiResolver) -> None:
     """Add every route, then describe in the OpenAPI document which need a token and the
     errors each can answer."""
-    from aios.api.routes import analytics, auth, devices, pipelines, records, users
+    from aios.api.routes import analytics, auth, devices, media, pipelines, records, users
 
     auth.register(app)
     users.register(app)
     pipelines.register(app)
     records.register(app)
+    media.register(app)
     analytics.register(app)
     devices.register(app)
     for route in app.registered_routes():
@@ -89,6 +91,9 @@ def register_routes(app: ApiResolver) -> None:
             errors.add(503)
         if route.dependant.body_params:
             errors.add(415)
-        responses: dict[int, Any] = {route.status_code: {"description": "Success"}}
+        if "/media/" in route.openapi_path:
+            errors.add(413)
+        success = (route.responses or {}).get(route.status_code) or {"description": "Success"}
+        responses: dict[int, Any] = {route.status_code: success}
         responses.update({status: _error(status) for status in sorted(errors)})
         route.responses = responses

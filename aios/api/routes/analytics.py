@@ -1,4 +1,11 @@
-"""``/api/v1/analytics``: fleet availability, event counts, run performance."""
+"""``/api/v1/analytics``: fleet availability, event counts, run performance.
+
+Event counts are by *recorded time*: a stored event's ``time`` is when the service recorded
+it (its own time — a camera's capture time, a file's media clock, a device's clock — is
+``data.event_time``, see :mod:`aios.runs.local`). The window ``[since, until)`` and the
+hourly buckets use the recorded time, so a replayed recording whose clock is years old
+counts in the hours it was played, and a device with a wrong clock cannot hide events.
+"""
 
 from __future__ import annotations
 
@@ -93,13 +100,26 @@ def register(app: ApiResolver) -> None:
         f"{API_PREFIX}/analytics/events",
         tags=["analytics"],
         summary="Pipeline event counts by type, severity, pipeline and hour",
+        description="Counts the events recorded in `[since, until)`, by the time the "
+        "service recorded each event (its `time`), not the event's own time "
+        "(`data.event_time`); `by_hour` buckets are UTC hours of the recorded time.",
     )
     def event_analytics(
         *,
         since: Annotated[
-            datetime | None, Query(description="Default: 24 hours before `until`.")
+            datetime | None,
+            Query(
+                description="Events recorded at or after this time (ISO 8601; naive = "
+                "UTC). Default: 24 hours before `until`."
+            ),
         ] = None,
-        until: Annotated[datetime | None, Query(description="Default: now.")] = None,
+        until: Annotated[
+            datetime | None,
+            Query(
+                description="Events recorded before this time (ISO 8601; naive = UTC). "
+                "Default: now."
+            ),
+        ] = None,
         pipeline_id: Annotated[str | None, Query(max_length=200)] = None,
         type: Annotated[str | None, Query(max_length=200)] = None,
     ) -> EventAnalytics:

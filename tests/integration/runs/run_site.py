@@ -259,3 +259,36 @@ def webhook_url(site: Site, run: Run) -> str:
     assert handle is not None
     url: str = wait_until(lambda: handle.webhook_urls().get("door"), what="the webhook URL")
     return url
+
+
+def api_get(site: Site, path: str) -> tuple[int, dict[str, str], bytes]:
+    """GET ``path`` from the site's API as a viewer, the way ``aios up`` serves it: the
+    HTTP adapter's proxy event, the resolver, the adapter's HTTP response. Returns
+    (status, headers with lower-case names, body bytes)."""
+    from aios.api.app import create_app
+    from aios.domain import Role, User
+    from aios.up.adapter import build_event, build_response
+
+    app = create_app(site.services)
+    now = site.services.clock()
+    user = site.store.users.get_by_username("viewer-api") or site.store.users.create(
+        User(
+            username="viewer-api",
+            role=Role.VIEWER,
+            password_hash="$argon2id$unused",
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    token = app.auth.issue_tokens(user).access_token
+    event = build_event(
+        method="GET",
+        path=path,
+        raw_query="",
+        headers=[("Host", "localhost"), ("Authorization", f"Bearer {token}")],
+        body=b"",
+        source_ip="127.0.0.1",
+    )
+    response = build_response(app.resolve(event, None))
+    headers = {k.lower(): v for k, v in response.headers.items()}
+    return response.status_code, headers, bytes(response.body)

@@ -15,6 +15,7 @@ from run_site import (
     TERMINAL,
     WAIT,
     Site,
+    api_get,
     cut_clip,
     post,
     statuses,
@@ -74,7 +75,15 @@ def test_file_pipeline_runs_to_the_end_with_events_counters_and_messages(
             "severity": "warning",
         }
         assert event.data["class_name"] == "person" and event.data["zone"] == "courtyard"
-        assert Path(event.data["snapshot"]).is_file()
+        # the snapshot is named by its key under the data folder and its API URL, never
+        # by a path of this machine
+        name = f"{event.data['event_id']}.jpg"
+        assert event.data["snapshot"] == f"runs/{run.id}/media/snapshots/{name}"
+        assert event.data["snapshot_url"] == f"/api/v1/runs/{run.id}/media/snapshots/{name}"
+        assert (site.settings.data_dir / event.data["snapshot"]).is_file()
+        assert event.data["clip"] == f"runs/{run.id}/media/clips/{event.data['event_id']}.mp4"
+        assert event.data["clip_url"] == "/api/v1/" + event.data["clip"]
+        assert str(site.settings.data_dir) not in json.dumps(event.data)
         # the media clock (file.input start_time) is the event's own time; the record's
         # time is when the service recorded it
         assert event.data["event_time"].startswith("2026-01-05T09:00:0")
@@ -94,6 +103,13 @@ def test_file_pipeline_runs_to_the_end_with_events_counters_and_messages(
     # AND each execution was written to the run's executions file
     executions = site.settings.data_dir / "runs" / run.id / "executions.jsonl"
     assert len(executions.read_text().splitlines()) == len(events)
+    # AND the API serves an event's snapshot at its snapshot_url, byte for byte
+    first = events[0]
+    status, headers, body = api_get(site, first.data["snapshot_url"])
+    assert status == 200, body[:300]
+    assert headers["content-type"] == "image/jpeg"
+    assert body == (site.settings.data_dir / first.data["snapshot"]).read_bytes()
+    assert body[:2] == b"\xff\xd8"  # a JPEG's start-of-image marker
     # AND the pipeline's channel told the story: status, counters, events
     seen = statuses(site, pid, run.id)
     assert seen[0] == "starting" and "running" in seen and seen[-1] == "succeeded", seen
@@ -142,7 +158,7 @@ def test_realtime_loop_is_stopped_with_clips_finished(site: Site, short_clip: Pa
     events = stored_events(site, run.id)
     assert events
     for event in events:
-        clip = cv2.VideoCapture(event.data["clip"])
+        clip = cv2.VideoCapture(str(site.settings.data_dir / event.data["clip"]))
         try:
             assert clip.isOpened(), event.data["clip"]
             assert int(clip.get(cv2.CAP_PROP_FRAME_COUNT)) >= 1

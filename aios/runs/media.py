@@ -1,0 +1,154 @@
+"""The media of runs (event snapshots and clips): their keys, their API URLs, where they are read.
+
+A run's evidence files are named by *key*, a path relative to the data folder::
+
+    runs/<run_id>/media/snapshots/<event_id>.jpg      (JPEG)
+    runs/<run_id>/media/clips/<event_id>.mp4          (MP4)
+
+Stored events carry the key (``data.snapshot``, ``data.clip``) and the URL the API serves
+it at (``data.snapshot_url``, ``data.clip_url``: ``/api/v1/runs/<run_id>/media/<kind>/<name>``),
+never a path of the machine that recorded them. :class:`MediaStore` reads a file by run,
+kind and name; :class:`FolderMediaStore` is the one of a single machine (files under
+``settings.data_dir``). In the cloud the blobs will live in S3, behind the same protocol.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import stat
+from pathlib import Path
+from typing import Protocol
+
+from aios.config import Settings
+
+MEDIA_KINDS: dict[str, str] = {"snapshots": "image/jpeg", "clips": "video/mp4"}
+"""Kind of media (the folder under ``media/``) → the Content-Type of its files."""
+
+MEDIA_EXTENSIONS: dict[str, str] = {"snapshots": ".jpg", "clips": ".mp4"}
+"""Kind of media → the file extension its files have."""
+
+MEDIA_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}\.(jpg|mp4)$")
+"""A media file's name: 1–128 letters, digits, ``_ . -``, then ``.jpg`` or ``.mp4``."""
+
+RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+"""A run id as it may appear in a media key (the service's ids: letters, digits, ``_ -``)."""
+
+MEDIA_URL_PREFIX = "/api/v1/runs"
+
+MAX_MEDIA_BYTES = 4 * 1024 * 1024
+"""Largest media file served in one API response, 4 MiB. The body goes base64-encoded
+(4/3 larger: 5.6 MB) in a Lambda proxy response, whose payload is limited to 6 MB (AWS
+Lambda quotas; API Gateway REST's own limit, 10 MB, is higher)."""
+
+
+class MediaNotFound(Exception):
+    """No such media file (or its name or location is not acceptable)."""
+
+
+class MediaTooLarge(Exception):
+    """The media file is larger than the caller's limit.
+
+    Attributes:
+        size: the file's size, bytes.
+        limit: the limit it exceeds, bytes.
+    """
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"the file is {size} bytes, over the limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+def valid_media_name(kind: str, name: str) -> bool:
+    """Whether ``name`` is a media file name of ``kind`` (``snapshots``: ``.jpg``,
+    ``clips``: ``.mp4``; see :data:`MEDIA_NAME`)."""
+    extension = MEDIA_EXTENSIONS.get(kind)
+    return (
+        extension is not None
+        and MEDIA_NAME.fullmatch(name) is not None
+        and name.endswith(extension)
+        and name not in {".jpg", ".mp4"}
+    )
+
+
+def media_key(run_id: str, kind: str, name: str) -> str:
+    """The key of a run's media file: ``runs/<run_id>/media/<kind>/<name>``."""
+    return f"runs/{run_id}/media/{kind}/{name}"
+
+
+def media_url(run_id: str, kind: str, name: str) -> str:
+    """The API path a run's media file is downloaded from:
+    ``/api/v1/runs/<run_id>/media/<kind>/<name>``."""
+    return f"{MEDIA_URL_PREFIX}/{run_id}/media/{kind}/{name}"
+
+
+class MediaStore(Protocol):
+    """Where the media of runs are read from (a folder on one machine; S3 in the cloud)."""
+
+    def read(self, run_id: str, kind: str, name: str, *, max_bytes: int) -> bytes:
+        """Return the bytes of media file ``name`` of ``kind`` of run ``run_id``.
+
+        Raises:
+            MediaNotFound: no such file (or an unacceptable run id, kind or name).
+            MediaTooLarge: the file is larger than ``max_bytes``.
+        """
+        ...
+
+
+class FolderMediaStore:
+    """Media files under ``<data_dir>/runs/<run_id>/media/<kind>/<name>``, strictly.
+
+    The run id, kind and name must be acceptable (:data:`RUN_ID`, :data:`MEDIA_KINDS`,
+    :func:`valid_media_name`); the file must be a regular file directly in that folder,
+    reached without a symbolic link anywhere below ``data_dir`` (the resolved path is
+    checked, and the file itself is opened with ``O_NOFOLLOW``).
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+
+    def folder(self, run_id: str, kind: str) -> Path:
+        """``<data_dir>/runs/<run_id>/media/<kind>`` (data_dir resolved). Raises
+        :class:`MediaNotFound` for an unacceptable run id or kind."""
+        if RUN_ID.fullmatch(run_id) is None or kind not in MEDIA_KINDS:
+            raise MediaNotFound(f"no media {kind!r} of run {run_id!r}")
+        return self.data_dir.resolve() / "runs" / run_id / "media" / kind
+
+    def read(self, run_id: str, kind: str, name: str, *, max_bytes: int) -> bytes:
+        """See :meth:`MediaStore.read`."""
+        folder = self.folder(run_id, kind)
+        if not valid_media_name(kind, name):
+            raise MediaNotFound(f"no media file {name!r}")
+        path = folder / name
+        try:
+            resolved = path.resolve(strict=True)
+        except (OSError, RuntimeError):
+            raise MediaNotFound(f"no media file {name!r}") from None
+        if resolved != path or resolved.parent != folder:
+            # a symbolic link somewhere below data_dir: refused, wherever it points
+            raise MediaNotFound(f"no media file {name!r}")
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+        try:
+            fd = os.open(path, flags)
+        except OSError as err:
+            if err.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR, errno.EISDIR):
+                raise MediaNotFound(f"no media file {name!r}") from None
+            raise
+        with os.fdopen(fd, "rb") as file:
+            info = os.fstat(file.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise MediaNotFound(f"no media file {name!r}")
+            if info.st_size > max_bytes:
+                raise MediaTooLarge(info.st_size, max_bytes)
+            data = file.read(max_bytes + 1)
+        if len(data) > max_bytes:  # grew since fstat
+            raise MediaTooLarge(len(data), max_bytes)
+        return data
+
+
+def open_media_store(settings: Settings) -> MediaStore:
+    """The media store of ``settings``: the folder ``settings.data_dir`` (the only one
+    so far; S3 will be chosen here when the settings name a bucket)."""
+    return FolderMediaStore(settings.data_dir)
