@@ -253,6 +253,18 @@ class ApiResolver(APIGatewayRestResolver):
             ],
         )
 
+    @staticmethod
+    def _canonical_content_type(raw: dict[str, Any]) -> None:
+        """Announce the body as ``application/json`` to Powertools, which matches media
+        types case-sensitively and parses by them (the body was checked already)."""
+        for key in ("headers", "multiValueHeaders"):
+            headers = raw.get(key)
+            if isinstance(headers, dict):
+                for name in [n for n in headers if str(n).lower() == "content-type"]:
+                    headers[name] = (
+                        [JSON_MEDIA_TYPE] if key == "multiValueHeaders" else (JSON_MEDIA_TYPE)
+                    )
+
     def _read_body(self, route: Route, route_arguments: dict[str, str]) -> None:
         """Read the request body as JSON (see :mod:`aios.api.body`) before Powertools'
         validation does, so that a body the API cannot read is a 4xx, not a 500.
@@ -264,6 +276,9 @@ class ApiResolver(APIGatewayRestResolver):
         raw = self.current_event.raw_event
         body = raw.get("body")
         if body is None or body == "":
+            # No body: whatever media type was announced, there is nothing to parse
+            # (Powertools would try a multipart parse of nothing and fail).
+            self._canonical_content_type(raw)
             return
         try:
             if not isinstance(body, str):
@@ -284,11 +299,7 @@ class ApiResolver(APIGatewayRestResolver):
                 err.message,
                 details=[{"field": "body", "message": err.message, "type": "too_deep"}],
             ) from None
-        # Powertools matches the media type case-sensitively: give it the canonical one.
-        headers = raw.get("headers")
-        if isinstance(headers, dict):
-            for name in [n for n in headers if str(n).lower() == "content-type"]:
-                headers[name] = JSON_MEDIA_TYPE
+        self._canonical_content_type(raw)
         # BaseProxyEvent caches these with functools.cached_property (instance __dict__).
         self.current_event.__dict__["decoded_body"] = text
         self.current_event.__dict__["json_body"] = value

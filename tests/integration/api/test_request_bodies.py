@@ -198,6 +198,23 @@ def test_unreadable_bodies_are_client_errors(
     assert says in error["message"]
 
 
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "multipart/form-data",
+        "multipart/form-data; charset=utf-8",
+        "application/x-www-form-urlencoded",
+    ],
+)
+def test_an_empty_body_is_no_body_whatever_its_media_type(
+    api: ApiClient, content_type: str
+) -> None:
+    """Nothing sent is nothing to parse: a write that needs a body says so (422)."""
+    res = api.send_bytes("POST", LOGIN, b"", content_type=content_type)
+    assert res.status == 422, res.text
+    assert assert_error_shape(res)["code"] == "validation_error"
+
+
 def test_json_with_a_utf8_charset_is_read(api: ApiClient) -> None:
     """``application/json; charset=utf-8`` (any case) is JSON: the login is attempted."""
     body = json.dumps({"username": "nobody", "password": "wrong-password"}).encode()
