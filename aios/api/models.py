@@ -289,8 +289,10 @@ class HourCount(BaseModel):
 
 
 class EventAnalytics(BaseModel):
-    """Pipeline events in ``[since, until)``: totals by type, severity, pipeline and hour.
-    ``truncated``: more than ``scanned`` events matched; counts cover the newest ones."""
+    """Pipeline events recorded in ``[since, until)`` (the time the service recorded them;
+    an event's own clock is its ``data.event_time``): totals by type, severity, pipeline
+    and hour. ``truncated``: more than ``scanned`` events matched; counts cover the newest
+    ones."""
 
     since: datetime
     until: datetime
