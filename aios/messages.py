@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import math
 import re
+import threading
+from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import partial
@@ -517,3 +519,27 @@ def describe_errors(err: ValidationError, limit: int = 3) -> str:
         parts.append(f"{path}: {reason}")
     more = err.error_count() - limit
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+
+
+class RecentMessages:
+    """The last ``size`` (publisher, ``message_id``) keys seen, oldest forgotten first
+    (thread-safe): how a receiver processes a redelivered message once."""
+
+    def __init__(self, size: int = 65536) -> None:
+        if size < 1:
+            raise ValueError("size must be ≥ 1")
+        self.size = size
+        self._keys: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        with self._lock:
+            return key in self._keys
+
+    def add(self, key: tuple[str, str]) -> None:
+        """Remember ``key``, forgetting the oldest beyond ``size``."""
+        with self._lock:
+            self._keys[key] = None
+            self._keys.move_to_end(key)
+            while len(self._keys) > self.size:
+                self._keys.popitem(last=False)

@@ -36,7 +36,7 @@ import ssl
 import threading
 import uuid
 import zlib
-from collections import Counter, OrderedDict
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +49,7 @@ from aios.messages import (
     CommandResponse,
     DeviceEventsMessage,
     Heartbeat,
+    RecentMessages,
     Telemetry,
     TopicKind,
     describe_errors,
@@ -93,29 +94,6 @@ class Outcome:
     def accepted(self) -> bool:
         """Whether the message was stored."""
         return self.reason == "accepted"
-
-
-class RecentMessages:
-    """The last ``size`` message keys seen (thread-safe), for duplicate detection."""
-
-    def __init__(self, size: int = 65536) -> None:
-        if size < 1:
-            raise ValueError("size must be ≥ 1")
-        self.size = size
-        self._keys: OrderedDict[tuple[str, str], None] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __contains__(self, key: tuple[str, str]) -> bool:
-        with self._lock:
-            return key in self._keys
-
-    def add(self, key: tuple[str, str]) -> None:
-        """Remember ``key``, forgetting the oldest beyond ``size``."""
-        with self._lock:
-            self._keys[key] = None
-            self._keys.move_to_end(key)
-            while len(self._keys) > self.size:
-                self._keys.popitem(last=False)
 
 
 def handle_message(

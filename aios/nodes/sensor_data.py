@@ -57,7 +57,7 @@ import json
 import re
 import threading
 import uuid
-from collections import Counter, OrderedDict
+from collections import Counter
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -79,6 +79,7 @@ from aios.events.task import Emit, Event, PermanentError, TaskServices
 from aios.messages import (
     MAX_PAYLOAD_BYTES,
     METRIC_PATTERN,
+    RecentMessages,
     Telemetry,
     TelemetrySample,
     TopicKind,
@@ -402,25 +403,6 @@ def parse_message(
     return publisher_id, message
 
 
-class _RecentMessages:
-    """The last ``size`` message keys seen, oldest forgotten first (network thread only)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._keys: OrderedDict[tuple[str, str], None] = OrderedDict()
-
-    def seen(self, key: tuple[str, str]) -> bool:
-        """Whether ``key`` was added within the last ``size`` keys."""
-        return key in self._keys
-
-    def add(self, key: tuple[str, str]) -> None:
-        """Remember ``key``."""
-        self._keys[key] = None
-        self._keys.move_to_end(key)
-        while len(self._keys) > self.size:
-            self._keys.popitem(last=False)
-
-
 class SensorDataSource:
     """Subscribes to the telemetry topic and emits the readings of each valid message.
 
@@ -444,7 +426,7 @@ class SensorDataSource:
                 ("received", "emitted", "skipped", "duplicate", "failed", *DROP_REASONS), 0
             )
         )
-        self._recent = _RecentMessages(DEDUP_WINDOW)
+        self._recent = RecentMessages(DEDUP_WINDOW)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -602,7 +584,7 @@ class SensorDataSource:
                 topic, payload, max_payload_bytes=self.config.max_payload_bytes
             )
             key = (publisher_id, telemetry.message_id)
-            if self._recent.seen(key):
+            if key in self._recent:
                 self._count("duplicate")
                 return
             events = self.events_for(topic, publisher_id, telemetry)
