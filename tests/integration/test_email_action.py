@@ -112,11 +112,6 @@ def smtp_server() -> Iterator[ServerFactory]:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
 def snapshot(tmp_path: Path) -> tuple[str, bytes]:
     path = tmp_path / "snap.jpg"
     return str(path), write_jpeg(path)

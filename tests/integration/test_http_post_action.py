@@ -52,16 +52,6 @@ def server(receiver: Receiver) -> Iterator[RecordingServer]:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def sleeps() -> Sleeps:
-    return Sleeps()
-
-
-@pytest.fixture
 def services(clock: Clock, sleeps: Sleeps) -> TaskServices:
     return make_services({"hook_secret": SECRET}, clock, sleeps)
 

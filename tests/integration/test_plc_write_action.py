@@ -29,16 +29,6 @@ def plc() -> Iterator[ModbusSimulator]:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def sleeps() -> Sleeps:
-    return Sleeps()
-
-
-@pytest.fixture
 def services(clock: Clock, sleeps: Sleeps) -> TaskServices:
     return make_services({}, clock, sleeps)
 

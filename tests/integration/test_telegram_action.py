@@ -135,16 +135,6 @@ def server(api: BotApi) -> Iterator[RecordingServer]:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def sleeps() -> Sleeps:
-    return Sleeps()
-
-
-@pytest.fixture
 def services(clock: Clock, sleeps: Sleeps, tmp_path: Path) -> TaskServices:
     return make_services({"tg": TOKEN}, clock, sleeps, blobs=tmp_path)
 

@@ -91,16 +91,6 @@ def server(api: CloudApi) -> Iterator[RecordingServer]:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def sleeps() -> Sleeps:
-    return Sleeps()
-
-
-@pytest.fixture
 def services(clock: Clock, sleeps: Sleeps, tmp_path: Path) -> TaskServices:
     return make_services({"wa": TOKEN}, clock, sleeps, blobs=tmp_path)
 
