@@ -61,7 +61,7 @@ if [[ -z "$UV" ]]; then
 fi
 
 export UV_PYTHON_DOWNLOADS=never
-EXTRAS=(--extra vision)
+EXTRAS=(--extra vision --extra connector)
 [[ $DEV -eq 1 ]] && EXTRAS+=(--extra dev)
 log "Creating .venv from uv.lock"
 "$UV" sync --frozen --quiet "${EXTRAS[@]}"

@@ -1,0 +1,684 @@
+"""The connector's configuration: one YAML file, validated by pydantic.
+
+Example (``examples/connector/connector.yaml`` is a complete one)::
+
+    connector:
+      id: site1-gw                       # the connector's device id on the platform
+    platform:
+      mqtt_url: mqtts://abc123-ats.iot.eu-west-1.amazonaws.com:8883
+      tls: {ca_file: AmazonRootCA1.pem, cert_file: gw.cert.pem, key_file: gw.private.key}
+    cameras:
+      - id: cam-gate
+        vendor: hikvision
+        host: 10.0.0.21
+        stream: sub
+        username: admin
+        password: env:CAM_GATE_PASSWORD  # credentials by reference, never inline
+    plcs:
+      - id: plc-line1
+        host: 10.0.0.50
+        registers:
+          - {name: tank_level, address: 40001, data_type: float32, order: CDAB, unit: "%"}
+
+Errors name the file, the line and the field path of every problem at once
+(:class:`ConfigError`). Relative paths (TLS files, the data directory, a camera file URL)
+are relative to the configuration file's folder. Secrets (camera passwords, the broker
+password, the API token) are references — ``env:NAME`` (an environment variable) or
+``file:PATH`` (the first line of a file) — resolved when the connector starts, so the YAML
+file can be shared and versioned without the secrets.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import urllib.parse
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from aios.domain import DEVICE_ID_PATTERN
+from aios.messages import METRIC_PATTERN
+from aios.plc.modbus import (
+    DATA_TYPES,
+    DataType,
+    Order,
+    Table,
+    parse_address,
+    register_count,
+)
+
+# --------------------------------------------------------------------------- errors
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used. ``errors`` lists one line per problem:
+    ``connector.yaml:12: plcs[0].registers[1].data_type: Input should be ...``."""
+
+    def __init__(self, message: str, errors: list[str] | None = None) -> None:
+        self.errors = errors or [message]
+        super().__init__(message if errors is None else message + "\n" + "\n".join(errors))
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+_SECRET_REF = re.compile(r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:.+)$")
+
+
+def _check_secret_ref(value: str) -> str:
+    if not _SECRET_REF.match(value):
+        # the value is not echoed: it may be a password typed inline
+        raise ValueError(
+            "secrets are given by reference, not inline: write env:VARIABLE_NAME (an "
+            "environment variable) or file:/path/to/file (its first line)"
+        )
+    return value
+
+
+SecretRef = Annotated[str, AfterValidator(_check_secret_ref)]
+"""``env:NAME`` or ``file:PATH``; see :func:`resolve_secret`."""
+
+
+class SecretError(ValueError):
+    """A secret reference cannot be resolved (variable unset, file missing)."""
+
+
+def resolve_secret(ref: str, *, base: Path | None = None) -> str:
+    """Return the secret a reference names.
+
+    ``env:NAME`` → the environment variable's value; ``file:PATH`` → the file's first line
+    without its line ending (a relative path is taken from ``base``).
+
+    Raises:
+        SecretError: the variable is unset or empty, or the file cannot be read.
+    """
+    kind, _, name = ref.partition(":")
+    if kind == "env":
+        value = os.environ.get(name)
+        if not value:
+            raise SecretError(f"environment variable {name} is not set (referenced as {ref})")
+        return value
+    if kind == "file":
+        path = Path(name)
+        if not path.is_absolute() and base is not None:
+            path = base / path
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as err:
+            raise SecretError(f"cannot read secret file {path}: {err.strerror or err}") from err
+        line = text.splitlines()[0] if text else ""
+        if not line:
+            raise SecretError(f"secret file {path} is empty")
+        return line
+    raise SecretError(f"unknown secret reference {kind!r}: use env:NAME or file:PATH")
+
+
+# --------------------------------------------------------------------------- shared
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+DeviceId = Annotated[
+    str, Field(pattern=DEVICE_ID_PATTERN, description="Device id on the platform.")
+]
+
+
+def _unique(items: list[Any], attr: str, what: str) -> None:
+    seen: set[str] = set()
+    for item in items:
+        value = getattr(item, attr)
+        if value in seen:
+            raise ValueError(f"two {what} have the {attr} {value!r}; {attr}s must be unique")
+        seen.add(value)
+
+
+# --------------------------------------------------------------------------- platform
+
+
+class TlsConfig(_Model):
+    """Mutual TLS to the broker (AWS IoT Core, or a broker with client certificates)."""
+
+    ca_file: Path = Field(
+        description="CA certificate(s) that signed the broker's certificate (PEM)."
+    )
+    cert_file: Path | None = Field(
+        default=None, description="The connector's certificate (PEM); with key_file for mTLS."
+    )
+    key_file: Path | None = Field(
+        default=None, description="The connector's private key (PEM). Never logged."
+    )
+
+    @model_validator(mode="after")
+    def _pair(self) -> Self:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("give cert_file and key_file together (or neither)")
+        return self
+
+
+class PlatformConfig(_Model):
+    """Where the platform is: its MQTT endpoint, and its HTTP API for media uploads."""
+
+    mqtt_url: str = Field(
+        default="mqtt://127.0.0.1:1883",
+        description="mqtt://host[:port] (plain, default port 1883) or mqtts://host[:port] "
+        "(TLS, default port 8883; AWS IoT Core: mqtts://<prefix>-ats.iot.<region>.amazonaws.com).",
+    )
+    client_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="MQTT client id; default: the connector id (AWS IoT Core policies "
+        "usually require the thing name).",
+    )
+    tls: TlsConfig | None = Field(default=None, description="Required for mqtts://.")
+    username: str | None = Field(default=None, max_length=256, description="Broker user name.")
+    password: SecretRef | None = Field(default=None, description="Broker password (reference).")
+    keepalive_seconds: int = Field(default=30, ge=5, le=1200, description="MQTT keep alive, s.")
+    reconnect_min_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="First reconnection delay, s (doubles up to max)."
+    )
+    reconnect_max_seconds: float = Field(
+        default=60.0, gt=0, le=3600, description="Longest reconnection delay, s."
+    )
+    api_url: str | None = Field(
+        default=None,
+        description="The platform's HTTP API (http[s]://host[:port]), where snapshots and "
+        "clips are uploaded when a stream plan gives no presigned URL.",
+    )
+    api_token: SecretRef | None = Field(default=None, description="Bearer token for api_url.")
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_url(cls, value: str) -> str:
+        parts = urllib.parse.urlsplit(value)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError("write mqtt://host[:port] or mqtts://host[:port]")
+        if parts.username or parts.password:
+            raise ValueError("no credentials in mqtt_url: use username and password (a reference)")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError as err:
+            raise ValueError(f"bad port in mqtt_url: {err}") from err
+        return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urllib.parse.urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("write http://host[:port] or https://host[:port]")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _tls_for_mqtts(self) -> Self:
+        if self.mqtt_url.startswith("mqtts:") and self.tls is None:
+            raise ValueError("mqtts:// needs tls (at least ca_file)")
+        if self.reconnect_min_seconds > self.reconnect_max_seconds:
+            raise ValueError("reconnect_min_seconds is larger than reconnect_max_seconds")
+        return self
+
+    @property
+    def host(self) -> str:
+        host = urllib.parse.urlsplit(self.mqtt_url).hostname
+        assert host is not None
+        return host
+
+    @property
+    def port(self) -> int:
+        parts = urllib.parse.urlsplit(self.mqtt_url)
+        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+
+# --------------------------------------------------------------------------- cameras
+
+
+Vendor = Literal["hikvision", "dahua", "amcrest", "axis", "reolink", "uniview", "generic"]
+
+
+class CameraConfig(_Model):
+    """An IP camera: by vendor, host, channel and stream; or by a raw URL.
+
+    The stream URL is built by :func:`connector.cameras.camera_url`. ``url`` may also be a
+    video file (``file:`` URL or path) played in real time in a loop — a camera stand-in
+    for demonstrations and tests.
+    """
+
+    id: DeviceId
+    name: str | None = Field(default=None, max_length=200, description="Display name.")
+    vendor: Vendor = Field(default="generic", description="Builds the RTSP path for the model.")
+    host: str | None = Field(default=None, min_length=1, max_length=253)
+    port: int = Field(default=554, ge=1, le=65_535, description="RTSP port.")
+    channel: int = Field(default=1, ge=1, le=256, description="Channel (NVR input), from 1.")
+    stream: Literal["main", "sub"] = Field(
+        default="main", description="main: full resolution; sub: the low-resolution stream."
+    )
+    path: str | None = Field(
+        default=None, max_length=512, description="generic vendor: the RTSP path on the camera."
+    )
+    url: str | None = Field(
+        default=None,
+        description="Raw URL instead of vendor/host: rtsp[s]://host/path (no credentials: "
+        "use username/password), or a video file (file:///path, or a path).",
+    )
+    username: str | None = Field(default=None, max_length=128)
+    password: SecretRef | None = Field(
+        default=None, description="Reference: env:NAME or file:PATH."
+    )
+    enabled: bool = Field(default=True, description="false: configured but not captured.")
+    open_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    read_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    stall_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="Watchdog: seconds without a frame → reconnect."
+    )
+    reconnect_max_seconds: float = Field(default=30.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _source(self) -> Self:
+        if (self.url is None) == (self.host is None):
+            raise ValueError("give either host (with vendor) or url, not both and not neither")
+        if self.url is not None:
+            parts = urllib.parse.urlsplit(self.url)
+            if parts.scheme in ("rtsp", "rtsps"):
+                if not parts.hostname:
+                    raise ValueError("url has no host: write rtsp://host[:port]/path")
+                if parts.username or parts.password:
+                    raise ValueError(
+                        "no credentials inside url: give username and password (a reference)"
+                    )
+            elif parts.scheme not in ("", "file"):
+                raise ValueError("url must be rtsp://, rtsps://, file:// or a file path")
+        if self.vendor == "generic" and self.host is not None and self.path is None:
+            raise ValueError("vendor generic needs path (or choose a vendor)")
+        if self.password is not None and self.username is None:
+            raise ValueError("password given without username")
+        return self
+
+    @property
+    def is_file(self) -> bool:
+        """True when the camera is a video file played in real time."""
+        return self.url is not None and urllib.parse.urlsplit(self.url).scheme in ("", "file")
+
+
+# --------------------------------------------------------------------------- Modbus
+
+
+RegisterDataType = Literal["bool", "int16", "uint16", "int32", "uint32", "float32"]
+
+
+class RegisterConfig(_Model):
+    """One value on a Modbus device: where it is, how it is encoded, how it is scaled.
+
+    The published value is ``raw * scale + offset`` (booleans 0/1, unscaled).
+    """
+
+    name: str = Field(pattern=METRIC_PATTERN, description="Metric name, e.g. 'tank_level'.")
+    table: Table = Field(default="holding_register", description="Modbus table.")
+    address: int | str = Field(
+        description="0-based PDU address (e.g. 0) or a Modicon reference of the table "
+        "(40001 or 400001 = holding register 0)."
+    )
+    data_type: RegisterDataType = Field(
+        default="uint16", description="bool for coils and discrete inputs."
+    )
+    order: Order = Field(default="ABCD", description="Word and byte order: ABCD CDAB BADC DCBA.")
+    scale: float = Field(default=1.0, allow_inf_nan=False)
+    offset: float = Field(default=0.0, allow_inf_nan=False)
+    unit: str | None = Field(default=None, max_length=32)
+    poll_interval_seconds: float | None = Field(
+        default=None, gt=0, le=86_400, description="Overrides the device's interval."
+    )
+    writable: bool = Field(default=False, description="Commands may write it by name.")
+
+    @field_validator("address", mode="before")
+    @classmethod
+    def _address_text(cls, value: Any) -> Any:
+        # YAML reads 40001 as an int; a 5- or 6-digit reference must stay a reference
+        return str(value) if isinstance(value, int) and value >= 10_000 else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        bit_table = self.table in ("coil", "discrete_input")
+        if bit_table and self.data_type != "bool":
+            raise ValueError(f"{self.table.replace('_', ' ')}s hold bits: data_type must be bool")
+        if not bit_table and self.data_type == "bool":
+            raise ValueError(
+                f"{self.table.replace('_', ' ')}s hold 16-bit words: data_type must be one of "
+                + ", ".join(DATA_TYPES)
+            )
+        try:
+            start = parse_address(self.address, self.table)
+        except ValueError as err:
+            raise ValueError(str(err)) from err
+        if start + self.count > 65_536:
+            raise ValueError(f"{self.data_type} at {start} runs past address 65535")
+        if self.writable and self.table in ("discrete_input", "input_register"):
+            raise ValueError(
+                f"{self.table.replace('_', ' ')}s are read-only; writable must be false"
+            )
+        return self
+
+    @property
+    def pdu_address(self) -> int:
+        """0-based address in the table."""
+        return parse_address(self.address, self.table)
+
+    @property
+    def count(self) -> int:
+        """Items (bits or registers) the value spans."""
+        if self.data_type == "bool":
+            return 1
+        dt: DataType = self.data_type
+        return register_count(dt)
+
+
+class ModbusDeviceConfig(_Model):
+    """A Modbus device (PLC, or a sensor with a Modbus interface) and its register map."""
+
+    id: DeviceId
+    name: str | None = Field(default=None, max_length=200)
+    transport: Literal["tcp", "rtu"] = "tcp"
+    host: str | None = Field(default=None, min_length=1, max_length=253, description="TCP.")
+    port: int = Field(default=502, ge=1, le=65_535, description="TCP port.")
+    serial_port: str | None = Field(default=None, min_length=1, description="RTU: /dev/ttyUSB0.")
+    baudrate: int = Field(default=19_200, ge=300, le=921_600, description="RTU.")
+    parity: Literal["E", "O", "N"] = Field(default="E", description="RTU.")
+    stopbits: Literal[1, 2] = Field(default=1, description="RTU.")
+    unit_id: int = Field(default=1, ge=0, le=255, description="Modbus unit id (slave address).")
+    timeout_seconds: float = Field(default=1.0, gt=0, le=60, description="Per request.")
+    poll_interval_seconds: float = Field(default=1.0, gt=0, le=86_400)
+    max_gap_registers: int = Field(
+        default=0,
+        ge=0,
+        le=124,
+        description="Unmapped registers a grouped read may span. 0 (default): never read "
+        "across a gap — many devices answer ILLEGAL DATA ADDRESS for unmapped registers.",
+    )
+    enabled: bool = True
+    registers: list[RegisterConfig] = Field(default_factory=list, max_length=10_000)
+
+    @model_validator(mode="after")
+    def _checks(self) -> Self:
+        if self.transport == "tcp" and not self.host:
+            raise ValueError("set host for Modbus TCP (or transport: rtu with serial_port)")
+        if self.transport == "rtu" and not self.serial_port:
+            raise ValueError("set serial_port for Modbus RTU")
+        _unique(self.registers, "name", "registers")
+        return self
+
+    def describe(self) -> str:
+        """Where the device is, for messages (no secrets)."""
+        if self.transport == "tcp":
+            return f"Modbus TCP {self.host}:{self.port} unit {self.unit_id}"
+        return f"Modbus RTU {self.serial_port} unit {self.unit_id}"
+
+
+class PlcConfig(ModbusDeviceConfig):
+    """A PLC on Modbus; accepts commands (write coil / register)."""
+
+
+class ModbusSensorConfig(ModbusDeviceConfig):
+    """A sensor read over Modbus (the same register map as a PLC; read only)."""
+
+    type: Literal["modbus"] = "modbus"
+
+
+class SimulatedMetric(_Model):
+    """A simulated reading: ``mid + amplitude·sin(2πt/period)`` plus uniform noise."""
+
+    name: str = Field(pattern=METRIC_PATTERN)
+    unit: str | None = Field(default=None, max_length=32)
+    mid: float = Field(default=20.0, allow_inf_nan=False)
+    amplitude: float = Field(default=5.0, ge=0, allow_inf_nan=False)
+    period_seconds: float = Field(default=600.0, gt=0)
+    noise: float = Field(default=0.2, ge=0, allow_inf_nan=False)
+
+
+class SimulatedSensorConfig(_Model):
+    """A simulated sensor for demonstrations: readings follow a sine wave with noise."""
+
+    type: Literal["simulated"]
+    id: DeviceId
+    name: str | None = Field(default=None, max_length=200)
+    poll_interval_seconds: float = Field(default=5.0, gt=0, le=86_400)
+    enabled: bool = True
+    metrics: list[SimulatedMetric] = Field(min_length=1, max_length=100)
+
+    @model_validator(mode="after")
+    def _names(self) -> Self:
+        _unique(self.metrics, "name", "metrics")
+        return self
+
+
+SensorConfig = Annotated[ModbusSensorConfig | SimulatedSensorConfig, Field(discriminator="type")]
+
+
+# --------------------------------------------------------------------------- connector
+
+
+class IdentityConfig(_Model):
+    """Who the connector is on the platform."""
+
+    id: DeviceId
+    name: str | None = Field(default=None, max_length=200)
+
+
+class QueueConfig(_Model):
+    """The store-and-forward queue (SQLite in data_dir)."""
+
+    max_bytes: int = Field(
+        default=1 << 30,
+        ge=1 << 20,
+        description="Payload bytes kept while the platform is unreachable; when full, new "
+        "telemetry is refused (counted and logged), never older messages dropped.",
+    )
+    inflight: int = Field(
+        default=20, ge=1, le=1000, description="Messages published but not yet acknowledged."
+    )
+
+
+class ConnectorConfig(_Model):
+    """The whole file."""
+
+    connector: IdentityConfig
+    platform: PlatformConfig = Field(default_factory=PlatformConfig)
+    data_dir: Path = Field(
+        default=Path("connector-data"),
+        description="Queue database and media (relative: to the file).",
+    )
+    heartbeat_seconds: float = Field(default=30.0, ge=1, le=3600)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    queue: QueueConfig = Field(default_factory=QueueConfig)
+    cameras: list[CameraConfig] = Field(default_factory=list, max_length=256)
+    plcs: list[PlcConfig] = Field(default_factory=list, max_length=256)
+    sensors: list[SensorConfig] = Field(default_factory=list, max_length=1024)
+
+    @model_validator(mode="after")
+    def _ids(self) -> Self:
+        seen = {self.connector.id: "the connector"}
+        for group, items in (
+            ("cameras", self.cameras),
+            ("plcs", self.plcs),
+            ("sensors", self.sensors),
+        ):
+            for item in items:
+                if item.id in seen:
+                    raise ValueError(
+                        f"device id {item.id!r} is used twice ({seen[item.id]} and {group}); "
+                        "every device needs its own id"
+                    )
+                seen[item.id] = group
+        return self
+
+    def devices(
+        self,
+    ) -> dict[str, CameraConfig | PlcConfig | ModbusSensorConfig | SimulatedSensorConfig]:
+        """Every configured device by id."""
+        out: dict[str, CameraConfig | PlcConfig | ModbusSensorConfig | SimulatedSensorConfig] = {}
+        for item in [*self.cameras, *self.plcs, *self.sensors]:
+            out[item.id] = item
+        return out
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _resolve_paths(config: ConnectorConfig, base: Path) -> ConnectorConfig:
+    def rel(p: Path | None) -> Path | None:
+        return None if p is None or p.is_absolute() else base / p
+
+    updates: dict[str, Any] = {}
+    if not config.data_dir.is_absolute():
+        updates["data_dir"] = base / config.data_dir
+    tls = config.platform.tls
+    if tls is not None:
+        new_tls = tls.model_copy(
+            update={
+                k: rel(getattr(tls, k))
+                for k in ("ca_file", "cert_file", "key_file")
+                if rel(getattr(tls, k)) is not None
+            }
+        )
+        updates["platform"] = config.platform.model_copy(update={"tls": new_tls})
+    cameras = []
+    for cam in config.cameras:
+        if cam.is_file and cam.url is not None:
+            parts = urllib.parse.urlsplit(cam.url)
+            path = Path(urllib.parse.unquote(parts.path) if parts.scheme == "file" else cam.url)
+            if not path.is_absolute():
+                path = base / path
+            cameras.append(cam.model_copy(update={"url": path.as_uri()}))
+        else:
+            cameras.append(cam)
+    updates["cameras"] = cameras
+    return config.model_copy(update=updates)
+
+
+def _node_at(root: Any, loc: tuple[int | str, ...]) -> Any:
+    """The deepest YAML node along a pydantic error location (for its line number)."""
+    import yaml
+
+    node = root
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value == str(part):
+                    node = value
+                    break
+            else:
+                return node
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if 0 <= part < len(node.value):
+                node = node.value[part]
+            else:
+                return node
+        else:
+            return node
+    return node
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _duplicate_keys(node: Any, name: str) -> list[str]:
+    import yaml
+
+    problems: list[str] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                if key.value in seen:
+                    problems.append(
+                        f"{name}:{key.start_mark.line + 1}: key {key.value!r} appears twice "
+                        "in the same mapping (the later one would silently win)"
+                    )
+                seen.add(key.value)
+            problems.extend(_duplicate_keys(value, name))
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            problems.extend(_duplicate_keys(item, name))
+    return problems
+
+
+def parse_config(
+    text: str, *, name: str = "connector.yaml", base: Path | None = None
+) -> ConnectorConfig:
+    """Parse and validate configuration text.
+
+    Args:
+        text: the YAML document.
+        name: the file name used in error messages.
+        base: folder relative paths are resolved against (default: the current folder).
+
+    Raises:
+        ConfigError: not YAML, not a mapping, duplicate keys, or invalid fields; every
+            problem is listed as ``name:line: field.path: message``.
+    """
+    import yaml
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{name}:{mark.line + 1}" if mark is not None else name
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(f"{where}: not valid YAML: {problem}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{name}: the file must be a YAML mapping with at least 'connector: {{id: ...}}'"
+        )
+    duplicates = _duplicate_keys(root, name)
+    if duplicates:
+        raise ConfigError(f"{name}: {len(duplicates)} problem(s)", duplicates)
+    try:
+        config = ConnectorConfig.model_validate(data)
+    except ValidationError as err:
+        lines = []
+        for e in err.errors(include_url=False, include_input=False):
+            loc = tuple(
+                p for p in e["loc"] if not (isinstance(p, str) and p in ("modbus", "simulated"))
+            )
+            node = _node_at(root, loc)
+            line = node.start_mark.line + 1 if node is not None else 1
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"{name}:{line}: {_path(loc) or '(top level)'}: {msg}")
+        raise ConfigError(f"{name}: {len(lines)} problem(s)", lines) from None
+    return _resolve_paths(config, base or Path.cwd())
+
+
+def load_config(path: str | Path) -> ConnectorConfig:
+    """Read and validate a configuration file (see :func:`parse_config`).
+
+    Raises:
+        ConfigError: the file cannot be read, or :func:`parse_config` refuses it.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"cannot read {path}: {err.strerror or err}") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path} is not UTF-8 text: {err}") from err
+    return parse_config(text, name=path.name, base=path.resolve().parent)
