@@ -21,8 +21,9 @@ Example (``examples/connector/connector.yaml`` is a complete one)::
           - {name: tank_level, address: 40001, data_type: float32, order: CDAB, unit: "%"}
 
 Errors name the file, the line and the field path of every problem at once
-(:class:`ConfigError`). Relative paths (TLS files, the data directory, a camera file URL)
-are relative to the configuration file's folder. Secrets (camera passwords, the broker
+(:class:`ConfigError`). Relative paths (TLS files, the data directory, a camera file URL,
+``file:`` secret references) are relative to the configuration file's folder, and ``~`` is
+the user's home folder. Secrets (camera passwords, the broker
 password, the API token) are references — ``env:NAME`` (an environment variable) or
 ``file:PATH`` (the first line of a file) — resolved when the connector starts, so the YAML
 file can be shared and versioned without the secrets.
@@ -53,6 +54,7 @@ from aios.plc.modbus import (
     DataType,
     Order,
     Table,
+    format_reference,
     parse_address,
     register_count,
 )
@@ -67,6 +69,34 @@ class ConfigError(ValueError):
     def __init__(self, message: str, errors: list[str] | None = None) -> None:
         self.errors = errors or [message]
         super().__init__(message if errors is None else message + "\n" + "\n".join(errors))
+
+
+class FieldProblems(ValueError):
+    """Raised by a model's cross-field rules: each problem names the field it is about.
+
+    ``problems`` holds ``(field path relative to the model, message)`` pairs, e.g.
+    ``(("data_type",), "coils hold bits: data_type must be bool")``; :func:`parse_config`
+    appends the path to the model's own location so that the error names the exact field
+    and its line.
+    """
+
+    def __init__(self, problems: list[tuple[tuple[int | str, ...], str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{_path(loc) or '(model)'}: {msg}" for loc, msg in problems))
+
+
+class _Checks:
+    """Collects cross-field problems; ``raise_if_any`` raises them together."""
+
+    def __init__(self) -> None:
+        self.problems: list[tuple[tuple[int | str, ...], str]] = []
+
+    def add(self, message: str, *loc: int | str) -> None:
+        self.problems.append((loc, message))
+
+    def raise_if_any(self) -> None:
+        if self.problems:
+            raise FieldProblems(self.problems)
 
 
 # --------------------------------------------------------------------------- secrets
@@ -97,7 +127,9 @@ def resolve_secret(ref: str, *, base: Path | None = None) -> str:
     """Return the secret a reference names.
 
     ``env:NAME`` → the environment variable's value; ``file:PATH`` → the file's first line
-    without its line ending (a relative path is taken from ``base``).
+    without its line ending (``~`` is expanded; a relative path is taken from ``base``,
+    which :func:`load_config` has already applied: the folder of the configuration file).
+    The error messages name the reference, never the secret.
 
     Raises:
         SecretError: the variable is unset or empty, or the file cannot be read.
@@ -109,7 +141,7 @@ def resolve_secret(ref: str, *, base: Path | None = None) -> str:
             raise SecretError(f"environment variable {name} is not set (referenced as {ref})")
         return value
     if kind == "file":
-        path = Path(name)
+        path = Path(name).expanduser()
         if not path.is_absolute() and base is not None:
             path = base / path
         try:
@@ -135,13 +167,21 @@ DeviceId = Annotated[
 ]
 
 
-def _unique(items: list[Any], attr: str, what: str) -> None:
-    seen: set[str] = set()
-    for item in items:
+def _unique(checks: _Checks, items: list[Any], field: str, attr: str, what: str) -> None:
+    """Add a problem at ``field[i].attr`` for every item repeating an earlier one's ``attr``."""
+    seen: dict[str, int] = {}
+    for index, item in enumerate(items):
         value = getattr(item, attr)
         if value in seen:
-            raise ValueError(f"two {what} have the {attr} {value!r}; {attr}s must be unique")
-        seen.add(value)
+            checks.add(
+                f"{what} {seen[value]} and {index} both have the {attr} {value!r}; "
+                f"{attr}s must be unique",
+                field,
+                index,
+                attr,
+            )
+        else:
+            seen[value] = index
 
 
 # --------------------------------------------------------------------------- platform
@@ -162,8 +202,12 @@ class TlsConfig(_Model):
 
     @model_validator(mode="after")
     def _pair(self) -> Self:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("give cert_file and key_file together (or neither)")
+        checks = _Checks()
+        if self.cert_file is not None and self.key_file is None:
+            checks.add("cert_file is given without key_file: give both (or neither)", "key_file")
+        if self.key_file is not None and self.cert_file is None:
+            checks.add("key_file is given without cert_file: give both (or neither)", "cert_file")
+        checks.raise_if_any()
         return self
 
 
@@ -225,10 +269,25 @@ class PlatformConfig(_Model):
 
     @model_validator(mode="after")
     def _tls_for_mqtts(self) -> Self:
-        if self.mqtt_url.startswith("mqtts:") and self.tls is None:
-            raise ValueError("mqtts:// needs tls (at least ca_file)")
+        checks = _Checks()
+        secure = self.mqtt_url.startswith("mqtts:")
+        if secure and self.tls is None:
+            checks.add(
+                "mqtts:// needs tls (at least ca_file; cert_file and key_file for mTLS)", "tls"
+            )
+        if not secure and self.tls is not None:
+            checks.add(
+                "tls is given but mqtt_url is plain mqtt://: write mqtts://host[:port] "
+                "(or remove tls)",
+                "tls",
+            )
         if self.reconnect_min_seconds > self.reconnect_max_seconds:
-            raise ValueError("reconnect_min_seconds is larger than reconnect_max_seconds")
+            checks.add(
+                f"reconnect_min_seconds ({self.reconnect_min_seconds:g}) is larger than "
+                f"reconnect_max_seconds ({self.reconnect_max_seconds:g})",
+                "reconnect_min_seconds",
+            )
+        checks.raise_if_any()
         return self
 
     @property
@@ -244,6 +303,34 @@ class PlatformConfig(_Model):
 
 
 # --------------------------------------------------------------------------- cameras
+
+
+def _camera_url_problem(url: str) -> str | None:
+    """What is wrong with a camera ``url`` (None: nothing). Never quotes the URL: it may
+    hold a password."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme in ("rtsp", "rtsps"):
+        if parts.username or parts.password or "@" in parts.netloc:
+            return "no credentials inside url: give username and password (a reference)"
+        if not parts.hostname:
+            return "url has no host: write rtsp://host[:port]/path"
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            return "url has a bad port: write rtsp://host[:port]/path with a port 1..65535"
+        return None
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            return (
+                "a file URL has no host: write file:///absolute/path.mp4, or a plain path "
+                "(relative to the configuration file)"
+            )
+        if not parts.path:
+            return "the file URL names no file: write file:///absolute/path.mp4"
+        return None
+    if parts.scheme == "":
+        return None if url.strip() else "url is empty"
+    return "url must be rtsp://, rtsps://, file:// or a file path"
 
 
 Vendor = Literal["hikvision", "dahua", "amcrest", "axis", "reolink", "uniview", "generic"]
@@ -272,7 +359,8 @@ class CameraConfig(_Model):
     url: str | None = Field(
         default=None,
         description="Raw URL instead of vendor/host: rtsp[s]://host/path (no credentials: "
-        "use username/password), or a video file (file:///path, or a path).",
+        "use username/password), or a video file (file:///path, or a path; relative to "
+        "the configuration file, ~ expanded).",
     )
     username: str | None = Field(default=None, max_length=128)
     password: SecretRef | None = Field(
@@ -288,23 +376,20 @@ class CameraConfig(_Model):
 
     @model_validator(mode="after")
     def _source(self) -> Self:
-        if (self.url is None) == (self.host is None):
-            raise ValueError("give either host (with vendor) or url, not both and not neither")
+        checks = _Checks()
+        if self.url is not None and self.host is not None:
+            checks.add("give either host (with vendor) or url, not both", "url")
+        if self.url is None and self.host is None:
+            checks.add("give host (with vendor) or url", "host")
         if self.url is not None:
-            parts = urllib.parse.urlsplit(self.url)
-            if parts.scheme in ("rtsp", "rtsps"):
-                if not parts.hostname:
-                    raise ValueError("url has no host: write rtsp://host[:port]/path")
-                if parts.username or parts.password:
-                    raise ValueError(
-                        "no credentials inside url: give username and password (a reference)"
-                    )
-            elif parts.scheme not in ("", "file"):
-                raise ValueError("url must be rtsp://, rtsps://, file:// or a file path")
+            problem = _camera_url_problem(self.url)
+            if problem:
+                checks.add(problem, "url")
         if self.vendor == "generic" and self.host is not None and self.path is None:
-            raise ValueError("vendor generic needs path (or choose a vendor)")
+            checks.add("vendor generic needs path (or choose a vendor)", "path")
         if self.password is not None and self.username is None:
-            raise ValueError("password given without username")
+            checks.add("password given without username", "username")
+        checks.raise_if_any()
         return self
 
     @property
@@ -328,8 +413,9 @@ class RegisterConfig(_Model):
     name: str = Field(pattern=METRIC_PATTERN, description="Metric name, e.g. 'tank_level'.")
     table: Table = Field(default="holding_register", description="Modbus table.")
     address: int | str = Field(
-        description="0-based PDU address (e.g. 0) or a Modicon reference of the table "
-        "(40001 or 400001 = holding register 0)."
+        description="0-based PDU address (0..9999, e.g. 16) or a Modicon reference of the "
+        "table: 5 digits (40001 = holding register 0, 00017 = coil 16) or 6 digits (400001; "
+        "410001 = holding register 10000). Numbers of 5 or 6 digits are references."
     )
     data_type: RegisterDataType = Field(
         default="uint16", description="bool for coils and discrete inputs."
@@ -346,29 +432,48 @@ class RegisterConfig(_Model):
     @field_validator("address", mode="before")
     @classmethod
     def _address_text(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError(
+                "write a 0-based address (a number such as 16) or a Modicon reference "
+                "(such as 40001)"
+            )
         # YAML reads 40001 as an int; a 5- or 6-digit reference must stay a reference
         return str(value) if isinstance(value, int) and value >= 10_000 else value
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        checks = _Checks()
+        table = self.table.replace("_", " ")
         bit_table = self.table in ("coil", "discrete_input")
         if bit_table and self.data_type != "bool":
-            raise ValueError(f"{self.table.replace('_', ' ')}s hold bits: data_type must be bool")
+            checks.add(f"{table}s hold bits: data_type must be bool", "data_type")
         if not bit_table and self.data_type == "bool":
-            raise ValueError(
-                f"{self.table.replace('_', ' ')}s hold 16-bit words: data_type must be one of "
-                + ", ".join(DATA_TYPES)
+            checks.add(
+                f"{table}s hold 16-bit words: data_type must be one of " + ", ".join(DATA_TYPES),
+                "data_type",
             )
         try:
             start = parse_address(self.address, self.table)
         except ValueError as err:
-            raise ValueError(str(err)) from err
-        if start + self.count > 65_536:
-            raise ValueError(f"{self.data_type} at {start} runs past address 65535")
+            message = str(err)
+            if isinstance(self.address, str) and self.address.isdigit():
+                message += (
+                    f"; numbers of 5 or 6 digits are read as Modicon references: for a "
+                    f"0-based address from 10000 up write its six-digit reference (e.g. "
+                    f"{format_reference(10_000, self.table)} for {table} 10000)"
+                )
+            checks.add(message, "address")
+        else:
+            if start + self.count > 65_536:
+                checks.add(f"{self.data_type} at {start} runs past address 65535", "address")
         if self.writable and self.table in ("discrete_input", "input_register"):
-            raise ValueError(
-                f"{self.table.replace('_', ' ')}s are read-only; writable must be false"
+            checks.add(f"{table}s are read-only; writable must be false", "writable")
+        if self.data_type == "bool" and (self.scale != 1.0 or self.offset != 0.0):
+            checks.add(
+                "bool values are published as 0/1, unscaled: remove scale and offset",
+                ("scale" if self.scale != 1.0 else "offset"),
             )
+        checks.raise_if_any()
         return self
 
     @property
@@ -412,11 +517,32 @@ class ModbusDeviceConfig(_Model):
 
     @model_validator(mode="after")
     def _checks(self) -> Self:
-        if self.transport == "tcp" and not self.host:
-            raise ValueError("set host for Modbus TCP (or transport: rtu with serial_port)")
-        if self.transport == "rtu" and not self.serial_port:
-            raise ValueError("set serial_port for Modbus RTU")
-        _unique(self.registers, "name", "registers")
+        checks = _Checks()
+        if self.transport == "tcp":
+            if not self.host:
+                checks.add("set host for Modbus TCP (or transport: rtu with serial_port)", "host")
+            if self.serial_port is not None:
+                checks.add(
+                    "serial_port is for Modbus RTU: set transport: rtu (and remove host), "
+                    "or remove serial_port",
+                    "serial_port",
+                )
+        else:
+            if not self.serial_port:
+                checks.add("set serial_port for Modbus RTU (e.g. /dev/ttyUSB0)", "serial_port")
+            if self.host is not None:
+                checks.add(
+                    "host is for Modbus TCP: for RTU through a serial-to-TCP server write "
+                    "serial_port: socket://host:port (and remove host)",
+                    "host",
+                )
+            if not 1 <= self.unit_id <= 247:
+                checks.add(
+                    "Modbus RTU unit ids are 1..247 (0 is broadcast: a device never answers it)",
+                    "unit_id",
+                )
+        _unique(checks, self.registers, "registers", "name", "registers")
+        checks.raise_if_any()
         return self
 
     def describe(self) -> str:
@@ -459,7 +585,9 @@ class SimulatedSensorConfig(_Model):
 
     @model_validator(mode="after")
     def _names(self) -> Self:
-        _unique(self.metrics, "name", "metrics")
+        checks = _Checks()
+        _unique(checks, self.metrics, "metrics", "name", "metrics")
+        checks.raise_if_any()
         return self
 
 
@@ -497,7 +625,7 @@ class ConnectorConfig(_Model):
     platform: PlatformConfig = Field(default_factory=PlatformConfig)
     data_dir: Path = Field(
         default=Path("connector-data"),
-        description="Queue database and media (relative: to the file).",
+        description="Queue database and media (relative: to the file; ~ expanded).",
     )
     heartbeat_seconds: float = Field(default=30.0, ge=1, le=3600)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -508,19 +636,26 @@ class ConnectorConfig(_Model):
 
     @model_validator(mode="after")
     def _ids(self) -> Self:
-        seen = {self.connector.id: "the connector"}
+        checks = _Checks()
+        seen = {self.connector.id: "connector.id"}
         for group, items in (
             ("cameras", self.cameras),
             ("plcs", self.plcs),
             ("sensors", self.sensors),
         ):
-            for item in items:
+            for index, item in enumerate(items):
+                where = f"{group}[{index}].id"
                 if item.id in seen:
-                    raise ValueError(
-                        f"device id {item.id!r} is used twice ({seen[item.id]} and {group}); "
-                        "every device needs its own id"
+                    checks.add(
+                        f"device id {item.id!r} is already used by {seen[item.id]}; "
+                        "every device needs its own id",
+                        group,
+                        index,
+                        "id",
                     )
-                seen[item.id] = group
+                else:
+                    seen[item.id] = where
+        checks.raise_if_any()
         return self
 
     def devices(
@@ -536,35 +671,59 @@ class ConnectorConfig(_Model):
 # --------------------------------------------------------------------------- loading
 
 
-def _resolve_paths(config: ConnectorConfig, base: Path) -> ConnectorConfig:
-    def rel(p: Path | None) -> Path | None:
-        return None if p is None or p.is_absolute() else base / p
+def _local_path(path: Path, base: Path) -> Path:
+    """``path`` with ``~`` expanded, made absolute against ``base``."""
+    path = path.expanduser()
+    return path if path.is_absolute() else base / path
 
-    updates: dict[str, Any] = {}
-    if not config.data_dir.is_absolute():
-        updates["data_dir"] = base / config.data_dir
-    tls = config.platform.tls
+
+def _secret_path(ref: str | None, base: Path) -> str | None:
+    """A ``file:`` reference made absolute against ``base`` (others unchanged)."""
+    if ref is None or not ref.startswith("file:"):
+        return ref
+    return "file:" + str(_local_path(Path(ref.removeprefix("file:")), base))
+
+
+def _file_camera_uri(url: str, base: Path) -> str:
+    """A file camera's ``url`` (``file:`` URL or path) as an absolute ``file://`` URL."""
+    parts = urllib.parse.urlsplit(url)
+    raw = urllib.parse.unquote(parts.path) if parts.scheme == "file" else url
+    return _local_path(Path(raw), base).as_uri()
+
+
+def _resolve_paths(config: ConnectorConfig, base: Path) -> ConnectorConfig:
+    """Make every relative path absolute against ``base`` (``~`` expanded): data_dir, the
+    TLS files, ``file:`` secret references and file cameras (as ``file://`` URLs)."""
+    platform = config.platform
+    tls = platform.tls
     if tls is not None:
-        new_tls = tls.model_copy(
+        tls = tls.model_copy(
             update={
-                k: rel(getattr(tls, k))
-                for k in ("ca_file", "cert_file", "key_file")
-                if rel(getattr(tls, k)) is not None
+                name: _local_path(value, base)
+                for name in ("ca_file", "cert_file", "key_file")
+                if (value := getattr(tls, name)) is not None
             }
         )
-        updates["platform"] = config.platform.model_copy(update={"tls": new_tls})
+    platform = platform.model_copy(
+        update={
+            "tls": tls,
+            "password": _secret_path(platform.password, base),
+            "api_token": _secret_path(platform.api_token, base),
+        }
+    )
     cameras = []
     for cam in config.cameras:
+        update: dict[str, Any] = {"password": _secret_path(cam.password, base)}
         if cam.is_file and cam.url is not None:
-            parts = urllib.parse.urlsplit(cam.url)
-            path = Path(urllib.parse.unquote(parts.path) if parts.scheme == "file" else cam.url)
-            if not path.is_absolute():
-                path = base / path
-            cameras.append(cam.model_copy(update={"url": path.as_uri()}))
-        else:
-            cameras.append(cam)
-    updates["cameras"] = cameras
-    return config.model_copy(update=updates)
+            update["url"] = _file_camera_uri(cam.url, base)
+        cameras.append(cam.model_copy(update=update))
+    return config.model_copy(
+        update={
+            "data_dir": _local_path(config.data_dir, base),
+            "platform": platform,
+            "cameras": cameras,
+        }
+    )
 
 
 def _node_at(root: Any, loc: tuple[int | str, ...]) -> Any:
@@ -600,25 +759,89 @@ def _path(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def _duplicate_keys(node: Any, name: str) -> list[str]:
+def _duplicate_keys(root: Any, name: str) -> list[tuple[int, str]]:
+    """A problem line for every key repeated in one mapping (each node visited once, so
+    that aliases cannot make the walk explode)."""
     import yaml
 
-    problems: list[str] = []
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode):
-                if key.value in seen:
-                    problems.append(
-                        f"{name}:{key.start_mark.line + 1}: key {key.value!r} appears twice "
-                        "in the same mapping (the later one would silently win)"
-                    )
-                seen.add(key.value)
-            problems.extend(_duplicate_keys(value, name))
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            problems.extend(_duplicate_keys(item, name))
+    problems: list[tuple[int, str]] = []
+    visited: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    line = key.start_mark.line + 1
+                    if key.value in seen:
+                        problems.append(
+                            (
+                                line,
+                                f"{name}:{line}: key {key.value!r} appears twice in the same "
+                                f"mapping (first on line {seen[key.value]}; the later one "
+                                "would silently win)",
+                            )
+                        )
+                    else:
+                        seen[key.value] = line
+                stack.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
     return problems
+
+
+# YAML 1.1 reads 00017 as octal 15; a Modicon coil reference must keep its digits.
+_LEADING_ZERO = re.compile(r"^[-+]?0[0-9_]+$")
+
+
+def _yaml_loader(text: str) -> Any:
+    """A safe YAML loader whose integers written with leading zeros stay strings."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+        value = loader.construct_scalar(node)
+        if isinstance(value, str) and _LEADING_ZERO.match(value):
+            return value
+        return loader.construct_yaml_int(node)
+
+    Loader.add_constructor("tag:yaml.org,2002:int", construct_int)
+    return Loader(text)
+
+
+def _validation_problems(err: ValidationError, root: Any, name: str) -> list[tuple[int, str]]:
+    """``name:line: field.path: message`` for every error pydantic found."""
+    found: list[tuple[int, str]] = []
+    for e in err.errors(include_url=False, include_input=False):
+        loc = tuple(e["loc"])
+        # the sensors union adds its tag ("modbus", "simulated") after the list index
+        if len(loc) >= 3 and loc[0] == "sensors" and loc[2] in ("modbus", "simulated"):
+            loc = loc[:2] + loc[3:]
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "union_tag_not_found":
+            msg = "set type: modbus (a register map) or type: simulated"
+            loc = (*loc, "type")
+        elif e["type"] == "union_tag_invalid":
+            msg = "type must be modbus or simulated"
+            loc = (*loc, "type")
+        elif e["type"] == "extra_forbidden":
+            msg = "unknown field: check its spelling and its indentation, or remove it"
+        error = (e.get("ctx") or {}).get("error")
+        problems = (
+            [((*loc, *sub), text) for sub, text in error.problems]
+            if isinstance(error, FieldProblems)
+            else [(loc, msg)]
+        )
+        for where, text in problems:
+            line = _node_at(root, where).start_mark.line + 1
+            found.append((line, f"{name}:{line}: {_path(where) or '(top level)'}: {text}"))
+    return found
 
 
 def parse_config(
@@ -631,54 +854,64 @@ def parse_config(
         name: the file name used in error messages.
         base: folder relative paths are resolved against (default: the current folder).
 
+    Returns:
+        The configuration, with every relative path (data_dir, TLS files, ``file:`` secret
+        references, file cameras — as ``file://`` URLs) made absolute against ``base``.
+
     Raises:
         ConfigError: not YAML, not a mapping, duplicate keys, or invalid fields; every
-            problem is listed as ``name:line: field.path: message``.
+            problem is listed as ``name:line: field.path: message`` (lines from 1), sorted
+            by line. Inline secrets are refused without being repeated.
     """
     import yaml
 
+    loader = _yaml_loader(text)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root = loader.get_single_node()
+        data = loader.construct_document(root) if root is not None else None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{name}:{mark.line + 1}" if mark is not None else name
         problem = getattr(err, "problem", None) or str(err)
+        context, context_mark = getattr(err, "context", None), getattr(err, "context_mark", None)
+        if context and context_mark is not None:
+            # e.g. "(while parsing a flow sequence started on line 3)": where to look
+            problem += f" ({context} started on line {context_mark.line + 1})"
         raise ConfigError(f"{where}: not valid YAML: {problem}") from err
+    finally:
+        loader.dispose()
     if not isinstance(data, dict):
         raise ConfigError(
             f"{name}: the file must be a YAML mapping with at least 'connector: {{id: ...}}'"
         )
-    duplicates = _duplicate_keys(root, name)
-    if duplicates:
-        raise ConfigError(f"{name}: {len(duplicates)} problem(s)", duplicates)
+    problems = _duplicate_keys(root, name)
+    config: ConnectorConfig | None = None
     try:
         config = ConnectorConfig.model_validate(data)
     except ValidationError as err:
-        lines = []
-        for e in err.errors(include_url=False, include_input=False):
-            loc = tuple(
-                p for p in e["loc"] if not (isinstance(p, str) and p in ("modbus", "simulated"))
-            )
-            node = _node_at(root, loc)
-            line = node.start_mark.line + 1 if node is not None else 1
-            msg = e["msg"].removeprefix("Value error, ")
-            lines.append(f"{name}:{line}: {_path(loc) or '(top level)'}: {msg}")
-        raise ConfigError(f"{name}: {len(lines)} problem(s)", lines) from None
+        problems.extend(_validation_problems(err, root, name))
+    if problems or config is None:
+        # stable sort: problems on one line keep pydantic's (field) order
+        lines = [text for _, text in sorted(problems, key=lambda item: item[0])]
+        raise ConfigError(f"{name}: {len(lines)} problem(s)", lines)
     return _resolve_paths(config, base or Path.cwd())
 
 
 def load_config(path: str | Path) -> ConnectorConfig:
-    """Read and validate a configuration file (see :func:`parse_config`).
+    """Read and validate a configuration file (see :func:`parse_config`); relative paths
+    in it are relative to the file's folder.
 
     Raises:
-        ConfigError: the file cannot be read, or :func:`parse_config` refuses it.
+        ConfigError: the file cannot be read or is not UTF-8 text, or :func:`parse_config`
+            refuses it.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"cannot read {path}: {err.strerror or err}") from err
     except UnicodeDecodeError as err:
-        raise ConfigError(f"{path} is not UTF-8 text: {err}") from err
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8"
+        ) from err
     return parse_config(text, name=path.name, base=path.resolve().parent)
