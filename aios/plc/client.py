@@ -1,7 +1,8 @@
 """A synchronous Modbus client over pymodbus, with the protocol's limits built in.
 
 :class:`ModbusConnection` is the configuration of one device link (Modbus TCP, or Modbus RTU
-on a serial line); :class:`ModbusClient` reads and writes coils and holding registers on it.
+on a serial line); :class:`ModbusClient` reads coils, discrete inputs, holding registers and
+input registers, and writes coils and holding registers on it.
 Requests longer than a function code allows (spec §6: 125 registers a read, 123 a write,
 2000 coils a read, 1968 a write — see :mod:`aios.plc.modbus`) are split into several
 requests in address order. Replies are matched to requests by pymodbus (MBAP transaction id
@@ -46,7 +47,9 @@ log = logging.getLogger(__name__)
 
 FUNCTION_NAMES = {
     1: "Read Coils (01)",
+    2: "Read Discrete Inputs (02)",
     3: "Read Holding Registers (03)",
+    4: "Read Input Registers (04)",
     5: "Write Single Coil (05)",
     6: "Write Single Register (06)",
     15: "Write Multiple Coils (15)",
@@ -106,7 +109,7 @@ class ModbusConnection(BaseModel):
     unit_id: int = Field(
         default=1,
         ge=0,
-        le=247,
+        le=255,
         title="Unit id",
         description="Modbus unit id (slave address) of the device: 1–247 on a serial line; "
         "on TCP usually 1, or 255/0 for devices that ignore it. 0 is broadcast on RTU "
@@ -119,6 +122,9 @@ class ModbusConnection(BaseModel):
             raise ValueError("set host for Modbus TCP")
         if self.transport == "rtu" and not self.serial_port:
             raise ValueError("set serial_port for Modbus RTU")
+        if self.transport == "rtu" and self.unit_id > 247:
+            # Modbus over Serial Line V1.02 §2.2: addresses 1–247, 248–255 reserved
+            raise ValueError("unit_id on a serial line is 0..247 (248–255 are reserved)")
         return self
 
     def describe(self) -> str:
@@ -163,7 +169,8 @@ class ModbusExceptionResponse(ModbusError):
 
 
 class ModbusClient:
-    """Reads and writes coils and holding registers of one device.
+    """Reads coils, discrete inputs, holding and input registers, writes coils and holding
+    registers, of one device.
 
     Use as a context manager (connects on entry, closes on exit), or call :meth:`close`.
     Each request waits at most ``timeout_seconds`` for the reply; pymodbus retries a
@@ -241,6 +248,28 @@ class ModbusClient:
         """Close the link (safe to call twice)."""
         self._client.close()  # type: ignore[no-untyped-call]
 
+    @property
+    def connected(self) -> bool:
+        """True while the link is open (as far as the library knows)."""
+        return bool(self._client.connected)
+
+    def with_unit(self, unit_id: int) -> ModbusClient:
+        """Return a client for another unit id on the same link (one TCP connection to a
+        gateway, or one serial line with several units): requests go through the same
+        connection, so they must not be sent from two threads at once — serialise them.
+        Closing either client closes the shared link.
+
+        Raises:
+            ValueError: ``unit_id`` outside 0..255 (0..247 on a serial line).
+        """
+        import copy
+
+        view = copy.copy(self)
+        view.connection = ModbusConnection.model_validate(
+            {**self.connection.model_dump(), "unit_id": unit_id}
+        )
+        return view
+
     # --- requests --------------------------------------------------------------------------
 
     def _execute(
@@ -284,15 +313,46 @@ class ModbusClient:
             bits.extend(bool(b) for b in response.bits[:n])
         return bits
 
+    def read_discrete_inputs(self, address: int, count: int) -> list[bool]:
+        """Return ``count`` discrete inputs from 0-based ``address`` (FC 02, split at 2000).
+
+        Raises:
+            ModbusError: see the module docstring.
+        """
+        bits: list[bool] = []
+        for start, n in self._split(address, count, MAX_READ_COILS):
+            response = self._execute(2, start, self._read_discrete_inputs, start, n)
+            got = list(response.bits)
+            if len(got) < n:
+                raise ModbusRequestError(
+                    f"asked {self.connection.describe()} for {n} discrete inputs at {start}, "
+                    f"got {len(got)}"
+                )
+            bits.extend(bool(b) for b in got[:n])
+        return bits
+
     def read_holding_registers(self, address: int, count: int) -> list[int]:
         """Return ``count`` holding registers from 0-based ``address`` (FC 03, split at 125).
 
         Raises:
             ModbusError: see the module docstring.
         """
+        return self._read_register_table(3, self._read_registers, address, count)
+
+    def read_input_registers(self, address: int, count: int) -> list[int]:
+        """Return ``count`` input registers from 0-based ``address`` (FC 04, split at 125).
+
+        Raises:
+            ModbusError: see the module docstring.
+        """
+        return self._read_register_table(4, self._read_input_registers, address, count)
+
+    def _read_register_table(
+        self, function_code: int, method: Callable[..., Any], address: int, count: int
+    ) -> list[int]:
         registers: list[int] = []
         for start, n in self._split(address, count, MAX_READ_REGISTERS):
-            response = self._execute(3, start, self._read_registers, start, n)
+            response = self._execute(function_code, start, method, start, n)
             got = list(response.registers)
             if len(got) != n:
                 raise ModbusRequestError(
@@ -348,6 +408,12 @@ class ModbusClient:
 
     def _read_registers(self, address: int, count: int, *, device_id: int) -> Any:
         return self._client.read_holding_registers(address, count=count, device_id=device_id)
+
+    def _read_discrete_inputs(self, address: int, count: int, *, device_id: int) -> Any:
+        return self._client.read_discrete_inputs(address, count=count, device_id=device_id)
+
+    def _read_input_registers(self, address: int, count: int, *, device_id: int) -> Any:
+        return self._client.read_input_registers(address, count=count, device_id=device_id)
 
     @staticmethod
     def _split(address: int, count: int, limit: int) -> list[tuple[int, int]]:

@@ -2,13 +2,17 @@
 
 :func:`start_simulator` runs a pymodbus server (Modbus TCP, or RTU framing over TCP so that
 an RTU client can reach it as ``socket://host:port``) in a background thread, with one
-device holding coils and holding registers from address 0. The returned
-:class:`ModbusSimulator` reads back and sets what the device holds, records every request
-it received (function code, address, count) and stops cleanly.
+device — or several unit ids behind one address, like a gateway or an RS-485 line —
+holding coils, discrete inputs, holding registers and input registers from address 0. The
+returned :class:`ModbusSimulator` reads back and sets what each unit holds, records every
+request it received (function code, address, count, unit id), can stop answering (the
+requests are received, no reply is sent: clients time out) and stops cleanly.
 
 Addresses past the configured counts do not exist on the device: requests touching them
-get exception 02 ILLEGAL DATA ADDRESS, as from a real PLC. (pymodbus keeps coils in 16-bit
-words, so the coil count is rounded up to a multiple of 16.)
+get exception 02 ILLEGAL DATA ADDRESS, as from a real PLC. So do registers inside the
+``unmapped_registers`` spans (holes in the register map, as in many PLCs). (pymodbus keeps
+coils and discrete inputs in 16-bit words, so their counts are rounded up to a multiple
+of 16.)
 
 Example::
 
@@ -22,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
@@ -36,18 +40,23 @@ from aios.plc.modbus import ADDRESS_SPACE, check_span
 T = TypeVar("T")
 
 _FC_READ_COILS = 1
+_FC_READ_DISCRETE = 2
 _FC_READ_HOLDING = 3
+_FC_READ_INPUT = 4
 _FC_WRITE_COILS = 15
 _FC_WRITE_REGISTERS = 16
 
 
 @dataclass(frozen=True)
 class SimulatorRequest:
-    """A request the simulator received: function code, 0-based address, item count."""
+    """A request the simulator received: function code, 0-based address, item count, and
+    the unit id it was sent to (``device_id``, not compared: ``SimulatorRequest(3, 0, 2)``
+    equals a recorded request to any unit)."""
 
     function_code: int
     address: int
     count: int
+    device_id: int = field(default=0, compare=False)
 
 
 class ModbusSimulator:
@@ -70,13 +79,22 @@ class ModbusSimulator:
         holding_registers: int,
         framer: Literal["socket", "rtu"],
         timeout_seconds: float,
+        discrete_inputs: int = 1,
+        input_registers: int = 1,
+        extra_device_ids: Sequence[int] = (),
+        unmapped_registers: Sequence[tuple[int, int]] = (),
     ) -> None:
         self.host = host
         self.port = port
         self.device_id = device_id
+        self.device_ids = (device_id, *[d for d in extra_device_ids if d != device_id])
         self.framer = framer
         self.coil_count = coils
         self.register_count = holding_registers
+        self.discrete_input_count = discrete_inputs
+        self.input_register_count = input_registers
+        self.unmapped_registers = tuple((int(a), int(n)) for a, n in unmapped_registers)
+        self._silent: set[int] = set()
         self._timeout = timeout_seconds
         self._requests: list[SimulatorRequest] = []
         self._lock = threading.Lock()
@@ -88,22 +106,43 @@ class ModbusSimulator:
 
     # --- lifecycle ---------------------------------------------------------------------------
 
-    def _device(self) -> SimDevice:
+    def _device(self, device_id: int) -> SimDevice:
         def bits(count: int) -> list[SimData]:
             return [SimData(0, count=count, values=False, datatype=DataType.BITS)] if count else []
 
         def regs(count: int) -> list[SimData]:
-            return [SimData(0, count=count, values=0, datatype=DataType.REGISTERS)] if count else []
+            # mapped spans between the holes; a hole leaves its registers invalid
+            holes = sorted(self.unmapped_registers)
+            spans: list[SimData] = []
+            start = 0
+            for hole_start, hole_count in holes:
+                if hole_start > start:
+                    spans.append(
+                        SimData(
+                            start,
+                            count=min(hole_start, count) - start,
+                            values=0,
+                            datatype=DataType.REGISTERS,
+                        )
+                    )
+                start = max(start, hole_start + hole_count)
+                if start >= count:
+                    break
+            if start < count:
+                spans.append(
+                    SimData(start, count=count - start, values=0, datatype=DataType.REGISTERS)
+                )
+            return [s for s in spans if s.count > 0]
 
         # Separate tables (coils, discrete inputs, holding registers, input registers);
-        # pymodbus needs each list non-empty, so the unused read-only tables get one item.
+        # pymodbus needs each list non-empty, so unused read-only tables get one item.
         return SimDevice(
-            self.device_id,
+            device_id,
             simdata=(
                 bits(self.coil_count),
-                bits(1),
+                bits(self.discrete_input_count),
                 regs(self.register_count),
-                regs(1),
+                regs(self.input_register_count),
             ),
         )
 
@@ -112,16 +151,32 @@ class ModbusSimulator:
             count = int(getattr(pdu, "count", 0) or 0) or 1  # single writes carry no count
             with self._lock:
                 self._requests.append(
-                    SimulatorRequest(int(pdu.function_code), int(getattr(pdu, "address", 0)), count)
+                    SimulatorRequest(
+                        int(pdu.function_code),
+                        int(getattr(pdu, "address", 0)),
+                        count,
+                        int(getattr(pdu, "dev_id", 0) or 0),
+                    )
                 )
         return pdu
 
+    def _trace_packet(self, sending: bool, packet: bytes) -> bytes:
+        if not sending or not packet:
+            return packet
+        # the unit id of a reply: byte 6 of the MBAP header (TCP), byte 0 of an RTU frame
+        unit = packet[6] if self.framer == "socket" and len(packet) > 6 else packet[0]
+        with self._lock:
+            if unit in self._silent:
+                return b""  # received, never answered: the client times out
+        return packet
+
     async def _serve(self) -> None:
         self._server = ModbusTcpServer(
-            self._device(),
+            [self._device(d) for d in self.device_ids],
             address=(self.host, self.port),
             framer=FramerType.RTU if self.framer == "rtu" else FramerType.SOCKET,
             trace_pdu=self._trace,
+            trace_packet=self._trace_packet,
         )
         await self._server.serve_forever(background=True)
         transport: Any = self._server.transport
@@ -193,43 +248,148 @@ class ModbusSimulator:
                 f"{count} {table} from {address} run past the simulator's {size} {table}"
             )
 
-    def read_coils(self, address: int, count: int = 1) -> list[bool]:
+    def _unit(self, device_id: int | None) -> int:
+        unit = self.device_id if device_id is None else device_id
+        if unit not in self.device_ids:
+            raise ValueError(f"the simulator has no unit {unit}; it has {list(self.device_ids)}")
+        return unit
+
+    def _get(
+        self, fc: int, address: int, count: int, *, size: int, table: str, device_id: int | None
+    ) -> list[int] | list[bool]:
+        self._check(address, count, size, table)
+        assert self._server is not None
+        values = self._call(self._server.async_getValues(self._unit(device_id), fc, address, count))
+        return values[:count]
+
+    def _set(
+        self,
+        fc: int,
+        address: int,
+        values: list[int] | list[bool],
+        *,
+        size: int,
+        table: str,
+        device_id: int | None,
+    ) -> None:
+        self._check(address, len(values), size, table)
+        assert self._server is not None
+        self._call(self._server.async_setValues(self._unit(device_id), fc, address, values))
+
+    def read_coils(
+        self, address: int, count: int = 1, *, device_id: int | None = None
+    ) -> list[bool]:
         """Return ``count`` coils from 0-based ``address`` as the device holds them now."""
-        self._check(address, count, self.coil_count, "coils")
-        assert self._server is not None
-        values = self._call(
-            self._server.async_getValues(self.device_id, _FC_READ_COILS, address, count)
+        values = self._get(
+            _FC_READ_COILS, address, count, size=self.coil_count, table="coils", device_id=device_id
         )
-        return [bool(v) for v in values[:count]]
+        return [bool(v) for v in values]
 
-    def read_holding_registers(self, address: int, count: int = 1) -> list[int]:
+    def read_discrete_inputs(
+        self, address: int, count: int = 1, *, device_id: int | None = None
+    ) -> list[bool]:
+        """Return ``count`` discrete inputs from 0-based ``address``."""
+        values = self._get(
+            _FC_READ_DISCRETE,
+            address,
+            count,
+            size=self.discrete_input_count,
+            table="discrete inputs",
+            device_id=device_id,
+        )
+        return [bool(v) for v in values]
+
+    def read_holding_registers(
+        self, address: int, count: int = 1, *, device_id: int | None = None
+    ) -> list[int]:
         """Return ``count`` holding registers from 0-based ``address``."""
-        self._check(address, count, self.register_count, "holding registers")
-        assert self._server is not None
-        values = self._call(
-            self._server.async_getValues(self.device_id, _FC_READ_HOLDING, address, count)
+        values = self._get(
+            _FC_READ_HOLDING,
+            address,
+            count,
+            size=self.register_count,
+            table="holding registers",
+            device_id=device_id,
         )
-        return [int(v) for v in values[:count]]
+        return [int(v) for v in values]
 
-    def set_coils(self, address: int, values: Sequence[bool]) -> None:
+    def read_input_registers(
+        self, address: int, count: int = 1, *, device_id: int | None = None
+    ) -> list[int]:
+        """Return ``count`` input registers from 0-based ``address``."""
+        values = self._get(
+            _FC_READ_INPUT,
+            address,
+            count,
+            size=self.input_register_count,
+            table="input registers",
+            device_id=device_id,
+        )
+        return [int(v) for v in values]
+
+    def set_coils(
+        self, address: int, values: Sequence[bool], *, device_id: int | None = None
+    ) -> None:
         """Set coils from 0-based ``address`` (test setup; not recorded as a request)."""
-        self._check(address, len(values), self.coil_count, "coils")
-        assert self._server is not None
-        self._call(
-            self._server.async_setValues(
-                self.device_id, _FC_WRITE_COILS, address, [bool(v) for v in values]
-            )
+        self._set(
+            _FC_WRITE_COILS,
+            address,
+            [bool(v) for v in values],
+            size=self.coil_count,
+            table="coils",
+            device_id=device_id,
         )
 
-    def set_holding_registers(self, address: int, values: Sequence[int]) -> None:
-        """Set holding registers from 0-based ``address`` (each 0..65535)."""
-        self._check(address, len(values), self.register_count, "holding registers")
-        assert self._server is not None
-        self._call(
-            self._server.async_setValues(
-                self.device_id, _FC_WRITE_REGISTERS, address, [int(v) for v in values]
-            )
+    def set_discrete_inputs(
+        self, address: int, values: Sequence[bool], *, device_id: int | None = None
+    ) -> None:
+        """Set discrete inputs from 0-based ``address`` (the device's own inputs)."""
+        self._set(
+            _FC_READ_DISCRETE,
+            address,
+            [bool(v) for v in values],
+            size=self.discrete_input_count,
+            table="discrete inputs",
+            device_id=device_id,
         )
+
+    def set_holding_registers(
+        self, address: int, values: Sequence[int], *, device_id: int | None = None
+    ) -> None:
+        """Set holding registers from 0-based ``address`` (each 0..65535)."""
+        self._set(
+            _FC_WRITE_REGISTERS,
+            address,
+            [int(v) for v in values],
+            size=self.register_count,
+            table="holding registers",
+            device_id=device_id,
+        )
+
+    def set_input_registers(
+        self, address: int, values: Sequence[int], *, device_id: int | None = None
+    ) -> None:
+        """Set input registers from 0-based ``address`` (each 0..65535)."""
+        self._set(
+            _FC_READ_INPUT,
+            address,
+            [int(v) for v in values],
+            size=self.input_register_count,
+            table="input registers",
+            device_id=device_id,
+        )
+
+    def set_silent(self, silent: bool, *, device_id: int | None = None) -> None:
+        """Stop (``True``) or resume (``False``) answering requests to one unit, or to all
+        units when ``device_id`` is None. A silent unit still receives and records requests
+        but sends no reply, so clients wait until their timeout — a unit that is powered
+        off behind a gateway, or a cut RS-485 line."""
+        units = self.device_ids if device_id is None else (self._unit(device_id),)
+        with self._lock:
+            if silent:
+                self._silent.update(units)
+            else:
+                self._silent.difference_update(units)
 
     @property
     def requests(self) -> list[SimulatorRequest]:
@@ -252,6 +412,10 @@ def start_simulator(
     holding_registers: int = 10_000,
     framer: Literal["socket", "rtu"] = "socket",
     timeout_seconds: float = 5.0,
+    discrete_inputs: int = 1,
+    input_registers: int = 1,
+    extra_device_ids: Sequence[int] = (),
+    unmapped_registers: Sequence[tuple[int, int]] = (),
 ) -> ModbusSimulator:
     """Start a simulated Modbus device in a background thread and return its handle.
 
@@ -264,16 +428,30 @@ def start_simulator(
         framer: ``"socket"`` for Modbus TCP; ``"rtu"`` for RTU framing over TCP, reached
             by an RTU client at ``socket://host:port``.
         timeout_seconds: longest wait for start, stop and each read-back.
+        discrete_inputs: number of discrete inputs, at 0..discrete_inputs-1 (all off).
+        input_registers: number of input registers, at 0..input_registers-1 (all 0).
+        extra_device_ids: more unit ids answering at the same address, each with its own
+            memory of the same sizes (a gateway, or several units on one RTU line).
+        unmapped_registers: ``(address, count)`` spans of holding and input registers
+            that do not exist: reads and writes touching them get exception 02.
 
     Raises:
         ValueError: counts outside 1..65536 or a device id outside 0..247.
         RuntimeError / TimeoutError: as :meth:`ModbusSimulator.start`.
     """
-    for name, count in (("coils", coils), ("holding_registers", holding_registers)):
+    for name, count in (
+        ("coils", coils),
+        ("holding_registers", holding_registers),
+        ("discrete_inputs", discrete_inputs),
+        ("input_registers", input_registers),
+    ):
         if not 1 <= count <= ADDRESS_SPACE:
             raise ValueError(f"{name} must be 1..{ADDRESS_SPACE}, got {count}")
-    if not 0 <= device_id <= 247:
-        raise ValueError(f"device_id must be 0..247, got {device_id}")
+    for unit in (device_id, *extra_device_ids):
+        if not 0 <= unit <= 247:
+            raise ValueError(f"device ids must be 0..247, got {unit}")
+    for hole_start, hole_count in unmapped_registers:
+        check_span(hole_start, hole_count)
     simulator = ModbusSimulator(
         host=host,
         port=port,
@@ -282,6 +460,10 @@ def start_simulator(
         holding_registers=holding_registers,
         framer=framer,
         timeout_seconds=timeout_seconds,
+        discrete_inputs=discrete_inputs,
+        input_registers=input_registers,
+        extra_device_ids=extra_device_ids,
+        unmapped_registers=unmapped_registers,
     )
     simulator.start()
     return simulator
