@@ -247,7 +247,8 @@ class _SourceWorker:
         impl = self.impls[self.source_node.id]
         assert isinstance(impl, SourceNode)
         try:
-            self.frame_source = impl.open()
+            given = self.runner.sources.get(self.source_node.id)
+            self.frame_source = given if given is not None else impl.open()
             if self.runner.stopping.is_set():
                 self.frame_source.stop()
             started = time.perf_counter()
@@ -289,6 +290,10 @@ class StreamRunner:
         on_frame: called after each processed frame (annotated output, live view).
         on_progress: called after each frame with the source id and frame (progress bars).
         max_frames: stop each source after this many frames (``None``: until it ends).
+        sources: frame sources that feed input nodes instead of the node opening its own,
+            by input node id (a camera captured elsewhere, shared by several pipelines);
+            the runner stops them when it ends. A key that is not a video input node of
+            the pipeline raises :class:`RunError`.
     """
 
     def __init__(
@@ -300,8 +305,10 @@ class StreamRunner:
         on_frame: FrameHook | None = None,
         on_progress: Callable[[str, Frame], None] | None = None,
         max_frames: int | None = None,
+        sources: Mapping[str, FrameSource] | None = None,
     ) -> None:
         self.pipeline = pipeline
+        self.sources: Mapping[str, FrameSource] = dict(sources or {})
         self.sink = sink
         self.on_frame = on_frame
         self.on_progress = on_progress
@@ -310,15 +317,20 @@ class StreamRunner:
         self.summary = RunSummary(nodes={nid: NodeStats() for nid in pipeline.nodes})
         self._lock = threading.Lock()
         make_evidence = evidence or (lambda _source_id: NoEvidence())
-        sources = [
+        inputs = [
             r
             for r in pipeline.nodes.values()
             if r.node_type.manifest.category is Category.INPUT
             and r.node_type.manifest.tier is Tier.STREAM
         ]
-        if not sources:
+        if not inputs:
             raise RunError("the pipeline has no video input node; nothing to run")
-        self.workers = [_SourceWorker(self, s, make_evidence(s.id)) for s in sources]
+        unknown = sorted(set(self.sources) - {s.id for s in inputs})
+        if unknown:
+            raise RunError(
+                f"sources given for {unknown}, which are not video input nodes of the pipeline"
+            )
+        self.workers = [_SourceWorker(self, s, make_evidence(s.id)) for s in inputs]
 
     def count_written(self) -> None:
         """Count one event written (thread-safe)."""

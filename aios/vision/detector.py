@@ -14,6 +14,7 @@ padding centred, per-class non-maximum suppression, boxes mapped back to the ori
 from __future__ import annotations
 
 import ast
+import copy
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,22 +181,71 @@ class Detector:
         self.iou_threshold = float(iou_threshold)
         self.max_detections = int(max_detections)
         self.model_path = path
-        self._class_filter: set[int] | None = None
-        if classes is not None:
-            by_name = {name: cid for cid, name in self.names.items()}
-            unknown = sorted(c for c in classes if c not in by_name)
-            if unknown and not self.names:
-                raise ModelError(
-                    f"model {path.name} has no class names in its metadata (Ultralytics "
-                    "exports keep them as 'names'), so classes cannot be chosen by name; "
-                    "remove the class filter or export the model with its names"
-                )
-            if unknown:
-                known = ", ".join(self.names[i] for i in sorted(self.names))
-                raise ModelError(
-                    f"classes {unknown} are not in model {path.name} (it knows: {known})"
-                )
-            self._class_filter = {by_name[c] for c in classes}
+        self._class_filter: set[int] | None = self._filter_for(classes)
+
+    def sharing(
+        self,
+        *,
+        min_confidence: float | None = None,
+        iou_threshold: float | None = None,
+        classes: set[str] | None = None,
+        max_detections: int | None = None,
+    ) -> Detector:
+        """Return a detector that runs on this one's onnxruntime session (no second load).
+
+        Pre- and post-processing options are the new detector's own (``None``: keep this
+        detector's value; ``classes=None`` keeps no filter). onnxruntime allows concurrent
+        ``run`` calls on one session, so the two may be used from different threads.
+
+        Raises:
+            ModelError: ``classes`` names a class the model lacks.
+        """
+        other = copy.copy(self)
+        if min_confidence is not None:
+            other.min_confidence = float(min_confidence)
+        if iou_threshold is not None:
+            other.iou_threshold = float(iou_threshold)
+        if max_detections is not None:
+            other.max_detections = int(max_detections)
+        other._class_filter = self._filter_for(classes)
+        return other
+
+    def use_session_of(self, other: Detector) -> None:
+        """Run on ``other``'s onnxruntime session from now on, releasing this one's.
+
+        Both must load the same model file at the same input size (one session per model
+        then serves several cameras; onnxruntime allows concurrent ``run`` calls).
+
+        Raises:
+            ValueError: the other detector runs a different model or input size.
+        """
+        if (other.model_path.resolve(), other.input_hw) != (
+            self.model_path.resolve(),
+            self.input_hw,
+        ):
+            raise ValueError(
+                f"cannot share the session of {other.model_path.name} at {other.input_hw} with "
+                f"{self.model_path.name} at {self.input_hw}: the model or input size differs"
+            )
+        self._session = other._session
+        self._input_name = other._input_name
+
+    def _filter_for(self, classes: set[str] | None) -> set[int] | None:
+        if classes is None:
+            return None
+        path = self.model_path
+        by_name = {name: cid for cid, name in self.names.items()}
+        unknown = sorted(c for c in classes if c not in by_name)
+        if unknown and not self.names:
+            raise ModelError(
+                f"model {path.name} has no class names in its metadata (Ultralytics "
+                "exports keep them as 'names'), so classes cannot be chosen by name; "
+                "remove the class filter or export the model with its names"
+            )
+        if unknown:
+            known = ", ".join(self.names[i] for i in sorted(self.names))
+            raise ModelError(f"classes {unknown} are not in model {path.name} (it knows: {known})")
+        return {by_name[c] for c in classes}
 
     def _check_output_shape(self, path: Path) -> None:
         """Refuse models whose first output cannot be a ``[1, 4 + C, N]`` detection tensor."""
