@@ -229,6 +229,13 @@ class PlatformConfig(_Model):
     tls: TlsConfig | None = Field(default=None, description="Required for mqtts://.")
     username: str | None = Field(default=None, max_length=256, description="Broker user name.")
     password: SecretRef | None = Field(default=None, description="Broker password (reference).")
+    mqtt_version: Literal["5", "3.1.1"] = Field(
+        default="5",
+        description="MQTT protocol version. 5 (default; AWS IoT Core, Mosquitto): the broker "
+        "says why it refuses a message. 3.1.1 for brokers without MQTT 5 (aios up's "
+        "embedded broker): refusals are not reported, the session is kept by clean "
+        "session = false.",
+    )
     keepalive_seconds: int = Field(default=30, ge=5, le=1200, description="MQTT keep alive, s.")
     reconnect_min_seconds: float = Field(
         default=1.0, gt=0, le=60, description="First reconnection delay, s (doubles up to max)."
