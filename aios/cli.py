@@ -410,11 +410,19 @@ def up_command(
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="Folder of the database and state.")
     ] = None,
+    connector: Annotated[
+        Path | None,
+        typer.Option(
+            "--connector",
+            help="Connector configuration (YAML) of the devices beside this machine, run "
+            "in this process against the embedded broker.",
+        ),
+    ] = None,
 ) -> None:
     """Start the service on this machine: API, console, live feeds, MQTT broker and runs."""
     from aios.up.server import main as up_main
 
-    code = up_main(config, host=host, port=port, data_dir=data_dir)
+    code = up_main(config, host=host, port=port, data_dir=data_dir, local_connector=connector)
     if code:
         raise typer.Exit(code)
 

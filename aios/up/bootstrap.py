@@ -67,6 +67,13 @@ class UpSettings(Settings):
         description="Address the embedded MQTT broker listens on ('0.0.0.0': every "
         "interface; it accepts anonymous clients, so keep it on a trusted network).",
     )
+    local_connector: Path | None = Field(
+        default=None,
+        description="A connector configuration (YAML, as aios-connector reads it) for the "
+        "cameras, PLCs and sensors beside this machine: started in this process against "
+        "the broker of aios up (the file's platform section is not used), its devices "
+        "registered in the fleet.",
+    )
     web_dir: Path | None = Field(
         default=None,
         description="The built console (index.html and assets), served at '/'. Default: "

@@ -446,6 +446,16 @@ def serve(settings: UpSettings, *, out: TextIO | None = None) -> int:
                 daemon=True,
             ).start()
 
+        if settings.local_connector is not None:
+            from aios.up.local_connector import LocalConnectorError, start_local_connector
+
+            try:
+                local = start_local_connector(settings.local_connector, fleet, address)
+            except LocalConnectorError as err:
+                raise StartError(str(err)) from err
+            # stopped before the ingester and the broker: its last messages are delivered
+            stack.callback(_quietly("local connector", lambda: local.stop(flush_timeout=5.0)))
+
         password = ensure_first_admin(services)
         if password is not None:
             # Printed at once: were the start to fail later, the account would be locked out.
@@ -568,6 +578,7 @@ def main(
     host: str | None = None,
     port: int | None = None,
     data_dir: Path | None = None,
+    local_connector: Path | None = None,
     out: TextIO | None = None,
 ) -> int:
     """Load settings (see :mod:`aios.up.bootstrap`) and :func:`serve`; return the exit
@@ -575,7 +586,13 @@ def main(
     from aios.up.bootstrap import load_settings
 
     try:
-        settings = load_settings(config_file, host=host, port=port, data_dir=data_dir)
+        settings = load_settings(
+            config_file,
+            host=host,
+            port=port,
+            data_dir=data_dir,
+            local_connector=local_connector,
+        )
         return serve(settings, out=out)
     except (ConfigError, StartError) as err:
         sys.stderr.write(f"error: {err}\n")
