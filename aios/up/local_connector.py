@@ -50,28 +50,16 @@ def register_devices(fleet: FleetService, config: ConnectorConfig) -> list[str]:
             kind=DeviceKind.CONNECTOR,
         )
     ]
-    for camera in config.cameras:
-        wanted.append(
-            Device(
-                id=camera.id,
-                name=camera.name or camera.id,
-                kind=DeviceKind.CAMERA,
-                parent_id=connector_id,
+    groups = (
+        (DeviceKind.CAMERA, config.cameras),
+        (DeviceKind.PLC, config.plcs),
+        (DeviceKind.SENSOR, config.sensors),
+    )
+    for kind, items in groups:
+        for item in items:
+            wanted.append(
+                Device(id=item.id, name=item.name or item.id, kind=kind, parent_id=connector_id)
             )
-        )
-    for plc in config.plcs:
-        wanted.append(
-            Device(id=plc.id, name=plc.name or plc.id, kind=DeviceKind.PLC, parent_id=connector_id)
-        )
-    for sensor in config.sensors:
-        wanted.append(
-            Device(
-                id=sensor.id,
-                name=sensor.name or sensor.id,
-                kind=DeviceKind.SENSOR,
-                parent_id=connector_id,
-            )
-        )
     registered = []
     for device in wanted:
         if fleet.store.devices.get(device.id) is not None:
