@@ -10,11 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aios.config import Settings
 from aios.domain import Run, utcnow
 from aios.store.port import Store
+
+if TYPE_CHECKING:
+    from aios.messages import DeviceEventItem
 
 Clock = Callable[[], datetime]
 """Returns the current time, timezone-aware UTC (tests pass a controllable one)."""
@@ -47,6 +50,14 @@ class RunLauncher(Protocol):
     def stop(self, run_id: str) -> None: ...
 
 
+DeviceEventsHook = Callable[[str, "list[DeviceEventItem]"], None]
+"""Called by :meth:`aios.fleet.service.FleetService.record_events` after it stored a
+message's events, with the device they are about and the items (in message order). In
+``aios up`` the run launcher hands the events of pipelines running at the edge to their
+runs this way (:mod:`aios.runs.edge`). It runs on the ingesting thread: it must be quick;
+what it raises is logged, never fails the ingestion."""
+
+
 class NullFeed:
     """A feed nobody listens to (batch jobs, Lambda functions without a live channel)."""
 
@@ -57,7 +68,8 @@ class NullFeed:
 @dataclass
 class Services:
     """The ports of one process. ``link``/``launcher`` are ``None`` where the process
-    cannot reach devices or start runs (the API then answers 503 for those endpoints)."""
+    cannot reach devices or start runs (the API then answers 503 for those endpoints).
+    ``device_event_hooks``: see :data:`DeviceEventsHook`."""
 
     store: Store
     settings: Settings
@@ -65,3 +77,4 @@ class Services:
     feed: Feed = field(default_factory=NullFeed)
     link: DeviceLink | None = None
     launcher: RunLauncher | None = None
+    device_event_hooks: list[DeviceEventsHook] = field(default_factory=list)

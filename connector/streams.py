@@ -228,6 +228,11 @@ def event_item(event: StreamEvent, plan: StreamPlan) -> DeviceEventItem:
     plan, run, pipeline, node, track, class, confidence, zone/line, direction, dwell, box
     (pixels, with the frame size) and media references (``kind``/``name``, and when the
     plan has a run the platform's media ``key`` and API ``url``, :mod:`aios.runs.media`).
+    ``data.stream_event`` is the whole :class:`~aios.runtime.events.StreamEvent` as JSON,
+    its ``snapshot``/``clip`` paths (files of this machine) replaced by media keys
+    (``runs/<run_id>/media/<kind>/<name>``; ``<kind>/<name>`` for a plan without a run):
+    the platform rebuilds the event from it and feeds it to the run's event tier as if
+    its own stream tier had produced it (:mod:`aios.runs.edge`).
 
     Raises:
         pydantic.ValidationError: the event type does not match
@@ -259,13 +264,20 @@ def event_item(event: StreamEvent, plan: StreamPlan) -> DeviceEventItem:
         "outputs": list(event.outputs),
     }
     media: list[dict[str, str]] = []
-    for kind, path in (("snapshots", event.snapshot), ("clips", event.clip)):
+    stream_event = event.model_dump(mode="json")
+    for kind, field_name, path in (
+        ("snapshots", "snapshot", event.snapshot),
+        ("clips", "clip", event.clip),
+    ):
         if path:
             ref = {"kind": kind, "name": Path(path).name}
+            stream_event[field_name] = f"{kind}/{ref['name']}"
             if plan.run_id is not None:
                 ref["key"] = media_key(plan.run_id, kind, ref["name"])
                 ref["url"] = media_url(plan.run_id, kind, ref["name"])
+                stream_event[field_name] = ref["key"]
             media.append(ref)
+    data["stream_event"] = stream_event
     if media:
         data["media"] = media
     if extra:

@@ -321,7 +321,8 @@ class ApiResolver(APIGatewayRestResolver):
             if self._is_registered(route):
                 if route.include_in_schema:
                     self._check_query(route)
-                self._read_body(route, route_arguments)
+                if permission is None or permission.grant is None:
+                    self._read_body(route, route_arguments)
         except Exception as exc:
             builder = self._call_exception_handler(exc, route)
             if builder is None:

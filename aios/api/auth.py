@@ -355,6 +355,13 @@ class Authenticator:
             raise AuthFailed("invalid_token")
         return Principal.of(user)
 
+    def upload_grant(self, token: str) -> UploadGrant:
+        """The media upload grant ``token`` is (:func:`verify_upload_grant` with this
+        service's key and issuer). Raises :class:`AuthFailed`."""
+        return verify_upload_grant(
+            self._secret, token, issuer=self.settings.jwt_issuer, now=self._now()
+        )
+
     def refresh(self, refresh_token: str) -> tuple[User, IssuedTokens]:
         """Rotate a refresh token: the presented one is spent, a new pair is issued.
 
@@ -429,3 +436,102 @@ def ensure_first_admin(services: Services) -> str | None:
         return None  # another process created it first
     log.info("created the first admin account %r", FIRST_ADMIN_USERNAME)
     return password
+
+
+# ---------------------------------------------------------------------- upload grants
+
+UPLOAD_GRANT_AUDIENCE = "aios-media-upload"
+"""``aud`` of a media upload grant: a grant is not an access token, nor the other way round
+(an access token has no ``aud``; :meth:`Authenticator.authenticate` refuses any token that
+has one, and :func:`verify_upload_grant` requires this one)."""
+
+UPLOAD_GRANT_SECONDS = 30 * 24 * 3600
+"""Lifetime of an upload grant, 30 days: it travels in a stream plan, which must not change
+while its run goes on (a new grant would restart the connector's worker). The route also
+refuses uploads to a run that is no longer active, which is the bound that matters."""
+
+
+@dataclass(frozen=True)
+class UploadGrant:
+    """What a media upload grant allows: uploading files of run ``run_id`` from connector
+    ``connector_id`` until ``expires_at`` (UTC)."""
+
+    run_id: str
+    connector_id: str
+    expires_at: datetime
+
+
+def issue_upload_grant(
+    secret: bytes,
+    *,
+    run_id: str,
+    connector_id: str,
+    issuer: str,
+    now: datetime,
+    lifetime_seconds: int = UPLOAD_GRANT_SECONDS,
+) -> str:
+    """A JWT (HS256, key ``secret``) allowing ``connector_id`` to upload the media of run
+    ``run_id`` (``PUT /api/v1/runs/{run_id}/media/{kind}/{name}``).
+
+    Claims: ``aud`` :data:`UPLOAD_GRANT_AUDIENCE`, ``iss``, ``run_id``, ``connector_id``,
+    ``iat``, ``exp`` (``iat`` + ``lifetime_seconds``), ``jti``; no ``sub``/``role``: it
+    signs nobody in.
+
+    Raises:
+        ValueError: ``lifetime_seconds`` is not positive, or the key is shorter than 32 bytes.
+    """
+    if lifetime_seconds <= 0:
+        raise ValueError(f"lifetime_seconds must be positive, got {lifetime_seconds}")
+    if len(secret) < MIN_JWT_SECRET_BYTES:
+        raise ValueError(f"the JWT secret must be at least {MIN_JWT_SECRET_BYTES} bytes")
+    issued = int(now.timestamp())
+    claims = {
+        "aud": UPLOAD_GRANT_AUDIENCE,
+        "iss": issuer,
+        "run_id": run_id,
+        "connector_id": connector_id,
+        "iat": issued,
+        "exp": issued + lifetime_seconds,
+        "jti": secrets.token_hex(16),
+    }
+    return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM)
+
+
+def verify_upload_grant(secret: bytes, token: str, *, issuer: str, now: datetime) -> UploadGrant:
+    """Check a media upload grant (signature, audience, issuer, times); return what it allows.
+
+    Raises:
+        AuthFailed: ``invalid_token`` (bad signature, another audience — an access token —,
+            missing claims, issued in the future) or ``expired``.
+    """
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[JWT_ALGORITHM],
+            audience=UPLOAD_GRANT_AUDIENCE,
+            issuer=issuer,
+            options={
+                "require": ["aud", "iss", "run_id", "connector_id", "iat", "exp"],
+                "verify_exp": False,
+                "verify_iat": False,
+            },
+        )
+    except jwt.PyJWTError as err:
+        raise AuthFailed("invalid_token") from err
+    exp, iat = claims.get("exp"), claims.get("iat")
+    run_id, connector_id = claims.get("run_id"), claims.get("connector_id")
+    if not isinstance(exp, (int, float)) or not isinstance(iat, (int, float)):
+        raise AuthFailed("invalid_token")
+    if not isinstance(run_id, str) or not isinstance(connector_id, str):
+        raise AuthFailed("invalid_token")
+    at = now.timestamp()
+    if exp <= at - CLOCK_SKEW_SECONDS:
+        raise AuthFailed("expired")
+    if iat > at + CLOCK_SKEW_SECONDS:
+        raise AuthFailed("invalid_token")
+    return UploadGrant(
+        run_id=run_id,
+        connector_id=connector_id,
+        expires_at=datetime.fromtimestamp(exp, tz=now.tzinfo),
+    )

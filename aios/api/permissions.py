@@ -27,14 +27,19 @@ def role_allows(role: Role, required: Role) -> bool:
 
 @dataclass(frozen=True)
 class Permission:
-    """``role``: minimum role (``None``: no token needed). ``action``: the audit action of
-    a write (``None``: not audited, or audited by the route itself, see ``self_audited``).
-    ``target``: the audit target type; its id is the route's path parameter."""
+    """``role``: minimum role (``None``: no access token needed). ``action``: the audit
+    action of a write (``None``: not audited, or audited by the route itself, see
+    ``self_audited``). ``target``: the audit target type; its id is the route's path
+    parameter. ``grant``: the route is not for users: it takes no access token but a grant
+    of this kind, which the route itself checks (e.g. ``media_upload``: a connector's
+    upload grant for one run, :func:`aios.api.auth.issue_upload_grant`); its body is
+    passed to it as sent (bytes), not read as JSON."""
 
     role: Role | None
     action: str | None = None
     target: str | None = None
     self_audited: bool = False
+    grant: str | None = None
 
 
 PUBLIC = Permission(None)
@@ -93,6 +98,8 @@ _TABLE: dict[tuple[str, str], Permission] = {
     ("GET", "/pipelines/{pipeline_id}/runs"): VIEWER,
     ("GET", "/runs/{run_id}"): VIEWER,
     ("GET", "/runs/{run_id}/media/{kind}/{name}"): VIEWER,
+    # a connector uploading a run's snapshot or clip, with the run's upload grant
+    ("PUT", "/runs/{run_id}/media/{kind}/{name}"): Permission(None, grant="media_upload"),
     # events, analytics, catalog
     ("GET", "/events"): VIEWER,
     ("GET", "/analytics/devices"): VIEWER,

@@ -759,6 +759,9 @@ class FleetService:
     def record_events(self, device_id: str, msg: DeviceEventsMessage) -> builtins.list[DeviceEvent]:
         """Store the events of a message and publish them on the ``devices`` feed.
 
+        Once stored, the items are given to every hook of ``services.device_event_hooks``
+        (pipelines running at the edge take their events from there).
+
         A ``config.reported`` event (data: :class:`~aios.messages.ConfigReport`) moves the
         device's reported configuration and is stored as ``config.acknowledged`` (or
         ``config.refused`` when the device did not accept it); a report of a version never
@@ -818,6 +821,11 @@ class FleetService:
             )
         self.store.devices.touch(subject.id, now)
         self._seen(publisher, subject, now)
+        for hook in self.services.device_event_hooks:
+            try:
+                hook(subject.id, list(msg.events))
+            except Exception:
+                log.exception("a device event hook failed on events of %s", subject.id)
         return stored
 
     def _apply_config_report(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from aios.catalog.registry import Catalog
 from aios.nodes import (
     analytics,
+    camera_device,
     camera_rtsp,
     camera_webcam,
     conditional,
@@ -40,6 +41,7 @@ from aios.nodes import (
 NODE_MODULES = (
     # input
     camera_rtsp,
+    camera_device,
     camera_webcam,
     file_input,
     sensor_data,

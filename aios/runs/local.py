@@ -64,6 +64,15 @@ output is never left on — and their records still reach ``executions.jsonl`` (
 events are stored then, not counted in the run's final counters). A sender or PLC that
 does not answer therefore delays Stop by the grace period at most.
 
+Fleet cameras (``aios/camera.device@1``): a pipeline whose video inputs are cameras of
+the fleet runs its stream tier on their connector, not here (:mod:`aios.runs.edge`): the
+run pushes a stream plan per camera to the connector's desired configuration, takes the
+events the connector publishes (handed over by the ingester through
+``services.device_event_hooks``) into its event tier as if its own stream tier had
+produced them, and removes the plans when it ends. It is ``running`` once the connector
+reports a plan running or its first event arrives; its counters have no ``frames``
+(the frames are counted at the edge).
+
 At most ``max_concurrent`` runs are active at once; :meth:`LocalRunLauncher.start` over the
 limit raises :class:`~aios.runs.service.RunCapacityExceeded` (the service then records the
 run ``failed`` with that message, so the refusal is visible in the run history).
@@ -79,7 +88,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aios.catalog.base import Category, Tier
 from aios.domain import EventRecord, Run, RunStatus
@@ -91,6 +100,7 @@ from aios.events.secrets import ChainSecretStore, EnvSecretStore, FileSecretStor
 from aios.events.state import SqliteStateStore
 from aios.events.task import Event, FolderBlobStore, TaskServices
 from aios.pipeline.validation import ValidatedPipeline, validate_pipeline
+from aios.runs.edge import EdgeStreams, prune_stale_plans, runs_at_edge
 from aios.runs.media import media_key, media_url, valid_media_name
 from aios.runs.service import (
     LauncherUnavailable,
@@ -106,6 +116,9 @@ from aios.runtime.evidence import EvidenceRecorder
 from aios.runtime.stream import StreamRunner
 from aios.services import Services
 from aios.vision.types import Frame
+
+if TYPE_CHECKING:
+    from aios.messages import DeviceEventItem
 
 log = logging.getLogger(__name__)
 
@@ -169,8 +182,11 @@ class LocalRun:
         run: the run record as it was started.
         pipeline: the validated revision being run.
         folder: ``<data_dir>/runs/<run_id>``.
-        runner: the stream tier (``None`` for pipelines without video, or until built).
+        runner: the stream tier (``None`` for pipelines without video or whose video is
+            analysed at the edge, or until built).
         tier: the event tier (``None`` for pipelines without one, or until built).
+        edge: the stream plans of a pipeline whose cameras are fleet cameras (``None``
+            otherwise, or until built).
         finished: set when the run's thread has ended and the final status is written.
     """
 
@@ -189,7 +205,11 @@ class LocalRun:
         self.media_dir = self.folder / "media"
         self.runner: StreamRunner | None = None
         self.tier: EventTier | None = None
+        self.edge: EdgeStreams | None = None
         self.finished = threading.Event()
+        self._edge_done = threading.Event()
+        self._edge_error: str | None = None
+        self._edge_events: Counter[str] = Counter()
         self._stop_requested = threading.Event()
         self._stop_asked_at: float | None = None
         self._dropped = 0
@@ -228,6 +248,7 @@ class LocalRun:
         if self._stop_asked_at is None:
             self._stop_asked_at = time.monotonic()
         self._stop_requested.set()
+        self._edge_done.set()
         runner = self.runner
         if runner is not None:
             runner.stop()
@@ -265,7 +286,9 @@ class LocalRun:
                 and r.node_type.manifest.tier is Tier.STREAM
                 for r in self.pipeline.nodes.values()
             )
-            if has_video:
+            if has_video and runs_at_edge(self.pipeline):
+                self.edge = self.launcher.edge_streams(self)
+            elif has_video:
 
                 def make_evidence(source_id: str) -> EvidenceRecorder:
                     recorder = EvidenceRecorder(
@@ -290,7 +313,13 @@ class LocalRun:
                     self.runner.stop()
             if self.tier is not None and not self._stop_requested.is_set():
                 self.tier.start_sources()
-            if self.runner is not None:
+            if self.edge is not None:
+                if not self._stop_requested.is_set():
+                    self.edge.start(self.pipeline)
+                self._edge_done.wait()
+                if self._edge_error is not None:
+                    raise RuntimeError(self._edge_error)
+            elif self.runner is not None:
                 self.runner.run()
             else:
                 self._started.set()
@@ -301,6 +330,8 @@ class LocalRun:
         finally:
             if self.runner is not None:
                 self.runner.stop()
+            if self.edge is not None:
+                self.edge.stop()
             draining = False
             if self.tier is not None:
                 try:
@@ -432,7 +463,37 @@ class LocalRun:
         """The feed channel of the run: ``pipelines/{pipeline_id}``."""
         return pipeline_channel(self.run.pipeline_id)
 
-    def _on_frame(self, _source_id: str, _frame: Frame) -> None:
+    @property
+    def run_id(self) -> str:
+        """The run's id."""
+        return self.run.id
+
+    def take_edge_event(self, event: StreamEvent) -> None:
+        """Take one event of the stream tier that ran on a connector, as the run's own
+        stream tier's: into the event tier (or stored when there is none), counted."""
+        with self._lock:
+            self._edge_events[event.node_id] += 1
+        tier = self.tier
+        if tier is None:
+            self.store_event(event.model_dump(mode="json"))
+            return
+        try:
+            tier.write(event)
+        except RuntimeError as err:  # the tier is closing (Stop): no new executions
+            log.info("run %s: edge event %s not run: %s", self.run.id, event.event_id, err)
+        self._wake.set()
+
+    def edge_started(self) -> None:
+        """The connector runs the run's stream tier: mark the run running."""
+        self._on_frame("", None)
+
+    def edge_failed(self, message: str) -> None:
+        """The connector cannot run the stream tier: end the run ``failed`` with ``message``."""
+        if self._edge_error is None:
+            self._edge_error = message
+        self._edge_done.set()
+
+    def _on_frame(self, _source_id: str, _frame: Frame | None) -> None:
         if not self._started.is_set():
             self._started.set()
             self._wake.set()
@@ -581,6 +642,7 @@ class LocalRun:
             events = {nid: s.events for nid, s in runner.summary.nodes.items() if s.events}
         self._last_tick = now
         with self._lock:
+            events.update(self._edge_events)
             events.update(self._input_events)
             executions = {"succeeded": 0, "failed": 0} | dict(self._executions)
             executions |= {"dropped": self._dropped, "abandoned": self._abandoned}
@@ -652,6 +714,18 @@ class LocalRun:
         )
 
 
+def default_api_url(host: str, port: int) -> str:
+    """``http://host:port`` of the API (an address for every interface becomes the
+    loopback one; an IPv6 address is bracketed)."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
 class LocalRunLauncher:
     """Runs pipelines in threads of this process (implements
     :class:`aios.services.RunLauncher`).
@@ -663,6 +737,11 @@ class LocalRunLauncher:
         counters_interval: seconds between counter writes.
         stop_grace_seconds: seconds after Stop that executions in flight get to finish
             before the run is marked ``stopped`` without them (module doc, "Stop").
+        api_url: base URL of this service's API as connectors reach it, where they upload
+            the media of runs on fleet cameras (default: :func:`default_api_url` of the
+            settings' host and port).
+
+    The launcher adds :meth:`receive_device_events` to ``services.device_event_hooks``.
 
     Raises:
         ValueError: a limit or interval that is not positive (the message names it).
@@ -676,6 +755,7 @@ class LocalRunLauncher:
         max_concurrent: int,
         counters_interval: float = 1.0,
         stop_grace_seconds: float = STOP_GRACE_SECONDS,
+        api_url: str | None = None,
     ) -> None:
         if max_concurrent < 1:
             raise ValueError(f"max_concurrent must be at least 1, got {max_concurrent}")
@@ -693,6 +773,56 @@ class LocalRunLauncher:
         self._lock = threading.Lock()
         self._state: SqliteStateStore | None = None
         self._closed = False
+        self.api_url = api_url or default_api_url(services.settings.host, services.settings.port)
+        self._jwt_secret: bytes | None = None
+        services.device_event_hooks.append(self.receive_device_events)
+
+    def edge_streams(self, run: LocalRun) -> EdgeStreams:
+        """The stream plans of ``run``, whose cameras are fleet cameras."""
+        from aios.api.auth import issue_upload_grant, load_jwt_secret
+        from aios.fleet.service import FleetService
+
+        settings = self.services.settings
+        with self._lock:
+            if self._jwt_secret is None:
+                self._jwt_secret = load_jwt_secret(settings)
+            secret = self._jwt_secret
+
+        def grant(connector_id: str) -> str:
+            return issue_upload_grant(
+                secret,
+                run_id=run.run_id,
+                connector_id=connector_id,
+                issuer=settings.jwt_issuer,
+                now=self.services.clock(),
+            )
+
+        return EdgeStreams(
+            run, self.services, FleetService(self.services), api_url=self.api_url, grant=grant
+        )
+
+    def prune_edge_plans(self) -> dict[str, list[str]]:
+        """Remove the stream plans of runs that are not active from the connectors'
+        desired configurations (:func:`aios.runs.edge.prune_stale_plans`); call it at start,
+        after the runs left active by a previous process were recovered."""
+        from aios.fleet.service import FleetService
+
+        return prune_stale_plans(self.services, FleetService(self.services))
+
+    def receive_device_events(self, device_id: str, items: list[DeviceEventItem]) -> None:
+        """Give device events to the runs whose stream tier runs at the edge (the hook of
+        :data:`aios.services.DeviceEventsHook`): stream events to the run their
+        ``data.run_id`` names, connectors' ``config.reported`` to the runs on them."""
+        with self._lock:
+            edges = [r.edge for r in self._runs.values() if r.edge is not None]
+        if not edges:
+            return
+        for item in items:
+            for edge in edges:
+                try:
+                    edge.receive(device_id, item)
+                except Exception:
+                    log.exception("run %s: taking an edge event failed", edge.host.run_id)
 
     def state_store(self) -> SqliteStateStore:
         """Return the state store shared by runs (``<data_dir>/state.sqlite``)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import secrets
 import stat
 from pathlib import Path
 from typing import Protocol
@@ -41,6 +42,25 @@ MAX_MEDIA_BYTES = 4 * 1024 * 1024
 """Largest media file served in one API response, 4 MiB. The body goes base64-encoded
 (4/3 larger: 5.6 MB) in a Lambda proxy response, whose payload is limited to 6 MB (AWS
 Lambda quotas; API Gateway REST's own limit, 10 MB, is higher)."""
+
+
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+"""Largest media file accepted by the upload route, 10 MiB: API Gateway REST's payload
+quota (10 MB), which ``aios up``'s HTTP adapter applies too."""
+
+MEDIA_SIGNATURES: dict[str, tuple[int, bytes]] = {
+    "snapshots": (0, b"\xff\xd8\xff"),
+    "clips": (4, b"ftyp"),
+}
+"""Kind of media → (offset, bytes) every file of that kind has: a JPEG starts with the SOI
+marker and a marker (ITU-T T.81 B.1.1.2), an MP4 with an ``ftyp`` box (ISO/IEC 14496-12
+§4.3)."""
+
+
+def media_content_ok(kind: str, data: bytes) -> bool:
+    """Whether ``data`` looks like a file of ``kind`` (:data:`MEDIA_SIGNATURES`)."""
+    offset, magic = MEDIA_SIGNATURES[kind]
+    return data[offset : offset + len(magic)] == magic
 
 
 class MediaNotFound(Exception):
@@ -146,6 +166,60 @@ class FolderMediaStore:
         if len(data) > max_bytes:  # grew since fstat
             raise MediaTooLarge(len(data), max_bytes)
         return data
+
+
+class MediaWriteRefused(Exception):
+    """The file cannot be written where it was asked for (a symbolic link on the way, a
+    folder in the file's place)."""
+
+
+def write_media(data_dir: Path, run_id: str, kind: str, name: str, data: bytes) -> bool:
+    """Write media file ``name`` of ``kind`` of run ``run_id`` under ``data_dir``, atomically.
+
+    The bytes go to a temporary file in the same folder, flushed to disk, then renamed over
+    ``<data_dir>/runs/<run_id>/media/<kind>/<name>``: a reader sees the old file or the
+    whole new one. The same bytes again change nothing.
+
+    Returns:
+        ``True`` when the file was written, ``False`` when it held these bytes already.
+
+    Raises:
+        MediaNotFound: an unacceptable run id, kind or name.
+        MediaWriteRefused: a symbolic link below ``data_dir`` on the way, or not a regular
+            file in the file's place.
+    """
+    store = FolderMediaStore(data_dir)
+    folder = store.folder(run_id, kind)
+    if not valid_media_name(kind, name):
+        raise MediaNotFound(f"no media file {name!r}")
+    folder.mkdir(parents=True, exist_ok=True)
+    if folder.resolve(strict=True) != folder:
+        raise MediaWriteRefused(f"the media folder of run {run_id!r} is a symbolic link")
+    path = folder / name
+    try:
+        current = store.read(run_id, kind, name, max_bytes=len(data))
+    except MediaNotFound:
+        current = None
+    except MediaTooLarge:
+        current = None
+    if current == data:
+        return False
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise MediaWriteRefused(f"{kind}/{name} of run {run_id!r} is not a regular file")
+    temporary = folder / f".{name}.{secrets.token_hex(8)}.part"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    flags |= getattr(os, "O_BINARY", 0)
+    fd = os.open(temporary, flags, 0o640)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return True
 
 
 def open_media_store(settings: Settings) -> MediaStore:

@@ -51,6 +51,7 @@ from starlette.routing import BaseRoute, Route
 
 from aios.domain import utcnow
 from aios.fleet.service import FleetService
+from aios.runs.local import LocalRunLauncher
 from aios.store.port import Store
 from aios.up.adapter import ApiGatewayAdapter, HostCheckMiddleware
 from aios.up.bootstrap import ConfigError, UpSettings, build_services
@@ -423,6 +424,14 @@ def serve(settings: UpSettings, *, out: TextIO | None = None) -> int:
                 "runs left active by the previous process marked failed",
                 extra={"runs": [r.id for r in recovered]},
             )
+        launcher = services.launcher
+        if isinstance(launcher, LocalRunLauncher):
+            pruned = launcher.prune_edge_plans()
+            if pruned:
+                log.warning(
+                    "stream plans of runs that are no longer active removed from connectors",
+                    extra={"plans": pruned},
+                )
 
         fleet = FleetService(services)
         address = link.address

@@ -38,12 +38,16 @@ ERROR_SCHEMA: dict[str, Any] = {
 _ERRORS = {
     400: "The Host header is not allowed (host_not_allowed), or the body is not UTF-8 "
     "JSON text (invalid_json).",
-    401: "No valid access token (or, at sign-in, wrong credentials).",
-    403: "The caller's role is below the one this endpoint needs.",
+    401: "No valid access token (or, at sign-in, wrong credentials; on an upload, no valid "
+    "upload grant).",
+    403: "The caller's role is below the one this endpoint needs (on an upload: the grant "
+    "is for another run).",
     404: "The record (or route) does not exist.",
-    409: "Conflict: the record exists, changed since it was read, or is in use.",
-    413: "The file is too large to be served by the API (media_too_large).",
-    415: "The request has a body not sent as 'Content-Type: application/json'.",
+    409: "Conflict: the record exists, changed since it was read, or is in use (on an "
+    "upload: the run is no longer active).",
+    413: "The file is too large to be served or uploaded through the API (media_too_large).",
+    415: "The request has a body not sent as 'Content-Type: application/json' (on an "
+    "upload: the body is not a file of the kind named).",
     422: "Invalid request (validation_error): the details name each field by path — "
     "unknown query parameters, a body where none is read, and JSON nested too deeply "
     "included.",
@@ -79,6 +83,8 @@ def register_routes(app: ApiResolver) -> None:
         if permission.role is not None:
             route.security = BEARER
             errors |= {401, 403}
+        if permission.grant is not None:
+            errors |= {401, 403, 409, 415}
         if re.search(r"\{\w+\}", route.openapi_path):
             errors.add(404)
         if route.method in ("POST", "PUT", "DELETE") and permission.action is not None:

@@ -1,4 +1,5 @@
-"""``/api/v1/runs/{run_id}/media/{kind}/{name}``: download a run's snapshot or clip.
+"""``/api/v1/runs/{run_id}/media/{kind}/{name}``: download (GET) or upload (PUT) a run's
+snapshot or clip.
 
 Stored events name their evidence by key and URL (``data.snapshot_url``, ``data.clip_url``;
 see :mod:`aios.runs.media`); this route serves those files from the
@@ -10,11 +11,24 @@ API Gateway and ``aios up`` decode it), with ``Content-Type`` ``image/jpeg`` (sn
 or ``video/mp4`` (clips) and ``Cache-Control: private, max-age=3600``. A file over
 :data:`~aios.runs.media.MAX_MEDIA_BYTES` is a 413 (``media_too_large``): a Lambda
 response cannot carry it.
+
+The PUT is how a connector running a run's stream tier at the edge (:mod:`aios.runs.edge`)
+hands over the snapshots and clips of the events it published. It is not for users: it
+takes no access token but the run's *upload grant* (``Authorization: Bearer <grant>``,
+:func:`aios.api.auth.issue_upload_grant`, given to the connector in its stream plan), and
+only for that run (403 otherwise), only while the run is active (409), a body of at most
+:data:`~aios.runs.media.MAX_UPLOAD_BYTES` (413) that is a file of the kind named (JPEG,
+MP4; 415 otherwise). The file is written atomically; 201 when written, 200 when the same
+bytes were there already (a retried upload).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import inspect
+import json
+import logging
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -22,27 +36,42 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path
 
-from aios.api.errors import ApiError, NotFoundApi
+from aios.api.auth import AuthFailed
+from aios.api.errors import (
+    ApiError,
+    ConflictApi,
+    Forbidden,
+    NotFoundApi,
+    Unauthorized,
+    Unprocessable,
+    UnsupportedMediaType,
+)
 from aios.api.permissions import API_PREFIX
 from aios.runs.media import (
     MAX_MEDIA_BYTES,
+    MAX_UPLOAD_BYTES,
     MEDIA_KINDS,
     MediaNotFound,
     MediaStore,
     MediaTooLarge,
+    MediaWriteRefused,
+    media_content_ok,
     open_media_store,
     valid_media_name,
+    write_media,
 )
 
 if TYPE_CHECKING:
     from aios.api.app import ApiResolver
+
+log = logging.getLogger(__name__)
 
 MEDIA_CACHE_CONTROL = "private, max-age=3600"
 """Browsers may keep a downloaded file an hour; shared caches may not (it needs a token)."""
 
 
 class PayloadTooLarge(ApiError):
-    """413: the file is too large for one API response."""
+    """413: the file is too large for one API response (or one upload)."""
 
     status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
     code = "media_too_large"
@@ -81,7 +110,8 @@ def binary_response(route: _F) -> _F:
 
 
 def register(app: ApiResolver, *, media: MediaStore | None = None) -> None:
-    """Add the media download route (``media``: default, the store of the settings)."""
+    """Add the media download and upload routes (``media``: where downloads are read;
+    default, the store of the settings)."""
     store = app.services.store
     files = media if media is not None else open_media_store(app.services.settings)
 
@@ -126,4 +156,118 @@ def register(app: ApiResolver, *, media: MediaStore | None = None) -> None:
             content_type=MEDIA_KINDS[kind],
             body=body,
             headers={"Cache-Control": MEDIA_CACHE_CONTROL},
+        )
+
+    register_upload(app)
+
+
+def _request_bytes(raw: dict[str, Any]) -> bytes:
+    """The request body as sent (API Gateway passes a body that is not UTF-8 base64-encoded).
+
+    Raises:
+        Unprocessable: ``isBase64Encoded`` with a body that is not base64.
+    """
+    body = raw.get("body")
+    if body is None:
+        return b""
+    if not isinstance(body, str):
+        raise Unprocessable.field("body", "the body could not be read", type_="body_invalid")
+    if raw.get("isBase64Encoded"):
+        try:
+            return base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise Unprocessable.field(
+                "body", "the body is marked base64 but is not", type_="body_invalid"
+            ) from None
+    return body.encode("utf-8")
+
+
+def register_upload(app: ApiResolver) -> None:
+    """Add the media upload route (connectors, with a run's upload grant)."""
+    store = app.services.store
+    data_dir = app.services.settings.data_dir
+
+    @app.put(
+        f"{API_PREFIX}/runs/<run_id>/media/<kind>/<name>",
+        tags=["pipelines"],
+        summary="Upload a snapshot (JPEG) or clip (MP4) of a run's event (connectors only)",
+        description="For connectors running a run's stream tier at the edge: the body is the "
+        "file itself (image/jpeg or video/mp4, at most "
+        f"{MAX_UPLOAD_BYTES} bytes), sent with 'Authorization: Bearer <upload grant>', the "
+        "grant the run's stream plan gives (an access token is refused). Accepted only "
+        "for the grant's run while it is active. 201: written; 200: the same file was "
+        "there already.",
+        status_code=201,
+        responses={
+            201: {
+                "description": "The file was written (200: it was there already).",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
+        },
+    )
+    @binary_response
+    def upload_media(run_id: RunId, kind: Kind, name: Name) -> Response[Any]:
+        event = app.current_event
+        header = event.headers.get("authorization") or ""
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized(
+                "send the run's upload grant: 'Authorization: Bearer <grant>' (it is in the "
+                "run's stream plan)",
+                code="unauthenticated",
+            )
+        try:
+            grant = app.auth.upload_grant(token.strip())
+        except AuthFailed as err:
+            if err.reason == "expired":
+                raise Unauthorized("the upload grant expired", code="token_expired") from None
+            raise Unauthorized(
+                "not a valid upload grant (an access token is not one)", code="invalid_token"
+            ) from None
+        if grant.run_id != run_id:
+            raise Forbidden(f"this upload grant is for another run, not run '{run_id}'")
+        run = store.runs.get(run_id)
+        if run is None:
+            raise NotFoundApi(f"run '{run_id}' does not exist")
+        if not run.status.active:
+            raise ConflictApi(
+                f"run '{run_id}' is {run.status.value}; media are accepted only while it runs"
+            )
+        if not valid_media_name(kind, name):
+            raise Unprocessable.field(
+                "path.name",
+                f"'{name}' is not a {kind[:-1]} name: {kind} are named "
+                f"<event_id>{'.jpg' if kind == 'snapshots' else '.mp4'}",
+                type_="string_pattern_mismatch",
+            )
+        data = _request_bytes(event.raw_event)
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise PayloadTooLarge(
+                f"the file is {len(data)} bytes; uploads are at most {MAX_UPLOAD_BYTES} bytes"
+            )
+        if not data:
+            raise Unprocessable.field("body", "the body is empty: send the file", type_="missing")
+        if not media_content_ok(kind, data):
+            raise UnsupportedMediaType(
+                f"the body is not a {'JPEG image' if kind == 'snapshots' else 'MP4 video'}; "
+                f"{kind} are {MEDIA_KINDS[kind]}"
+            )
+        try:
+            written = write_media(data_dir, run_id, kind, name, data)
+        except (MediaNotFound, MediaWriteRefused) as err:
+            log.error("upload of %s/%s of run %s refused: %s", kind, name, run_id, err)
+            raise ConflictApi(f"the {kind[:-1]} '{name}' cannot be written here") from None
+        log.info(
+            "run %s: %s %s uploaded by connector %s (%d bytes%s)",
+            run_id,
+            kind[:-1],
+            name,
+            grant.connector_id,
+            len(data),
+            "" if written else ", unchanged",
+        )
+        return Response(
+            status_code=HTTPStatus.CREATED if written else HTTPStatus.OK,
+            content_type="application/json",
+            body=json.dumps({"run_id": run_id, "kind": kind, "name": name, "bytes": len(data)}),
         )

@@ -29,8 +29,12 @@ def test_every_route_has_exactly_one_permission_entry(app: ApiResolver) -> None:
 
 
 def test_public_routes_are_only_the_sign_in_ones_and_the_docs() -> None:
-    """Everything but login, refresh, logout and the docs needs a token."""
-    public = sorted(k for k, p in PERMISSIONS.items() if p.role is None)
+    """Everything but login, refresh, logout, the docs and the routes that take a grant
+    instead (a connector's media upload) needs a token."""
+    public = sorted(k for k, p in PERMISSIONS.items() if p.role is None and p.grant is None)
+    granted = sorted((k, p.grant) for k, p in PERMISSIONS.items() if p.grant is not None)
+    assert granted == [(("PUT", "/api/v1/runs/{run_id}/media/{kind}/{name}"), "media_upload")]
+    assert all(PERMISSIONS[k].role is None for k, _ in granted)
     assert public == [
         ("GET", "/docs"),
         ("GET", "/openapi.json"),
