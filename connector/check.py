@@ -27,7 +27,7 @@ from connector.config import (
     resolve_secret,
 )
 from connector.link import PlatformLink
-from connector.plc import ModbusPoller
+from connector.plc import ModbusPoller, PollResult
 from connector.queue import OutboundQueue
 from connector.sensors import SimulatedSensor
 
@@ -52,18 +52,18 @@ def check_platform(config: ConnectorConfig, *, base: Path, timeout: float) -> Ch
     platform = config.platform
     client_id = (platform.client_id or config.connector.id) + "-check"
     target = f"{platform.host}:{platform.port}"
-    try:
-        _secret(platform.password, base)
-    except SecretError as err:
-        return CheckRow(config.connector.id, "platform", target, False, str(err))
     with tempfile.TemporaryDirectory(prefix="aios-connector-check-") as tmp:
         queue = OutboundQueue(Path(tmp) / "check.sqlite3")
-        link = PlatformLink(
-            platform.model_copy(update={"client_id": client_id}),
-            config.connector.id,
-            queue,
-            secrets_base=base,
-        )
+        try:
+            link = PlatformLink(
+                platform.model_copy(update={"client_id": client_id}),
+                config.connector.id,
+                queue,
+                secrets_base=base,
+            )
+        except (SecretError, ValueError) as err:  # the password, unreadable TLS files
+            queue.close()
+            return CheckRow(config.connector.id, "platform", target, False, str(err))
         started = time.monotonic()
         try:
             link.start()
@@ -107,6 +107,26 @@ def check_camera(camera: CameraConfig, *, base: Path, timeout: float) -> CheckRo
     return CheckRow(camera.id, "camera", target, True, f"{w}x{h} frame received")
 
 
+VALUES_SHOWN = 6
+"""Most values a PLC or sensor row shows (the summary counts them all)."""
+
+
+def _detail(result: PollResult, names: list[str]) -> str:
+    """The poll's summary, and when it answered the first values read (scaled, with units)
+    in the order of ``names`` (the register map's): ``"2 values in 1 request:
+    tank_level=61.25 %, siren=0"``."""
+    text = result.summary()
+    if not result.ok or not result.samples:
+        return text
+    rank = {name: i for i, name in enumerate(names)}
+    samples = sorted(result.samples, key=lambda s: rank.get(s.metric, len(rank)))
+    shown = [
+        f"{s.metric}={s.value:g}" + (f" {s.unit}" if s.unit else "") for s in samples[:VALUES_SHOWN]
+    ]
+    more = ", …" if len(result.samples) > VALUES_SHOWN else ""
+    return f"{text}: {', '.join(shown)}{more}"
+
+
 def check_poller(device: ModbusDeviceConfig | SimulatedSensorConfig, kind: str) -> CheckRow:
     """Poll every register of the device once."""
 
@@ -116,13 +136,15 @@ def check_poller(device: ModbusDeviceConfig | SimulatedSensorConfig, kind: str) 
     if isinstance(device, SimulatedSensorConfig):
         sensor = SimulatedSensor(device, ignore, ignore)
         result = sensor.poll_once()
-        return CheckRow(device.id, kind, "simulated", result.ok, result.summary())
+        names = [m.name for m in device.metrics]
+        return CheckRow(device.id, kind, "simulated", result.ok, _detail(result, names))
     poller = ModbusPoller(device, ignore, ignore)
     try:
         result = poller.poll_once()
     finally:
         poller.stop()
-    return CheckRow(device.id, kind, device.describe(), result.ok, result.summary())
+    names = [r.name for r in device.registers]
+    return CheckRow(device.id, kind, device.describe(), result.ok, _detail(result, names))
 
 
 def run_checks(config: ConnectorConfig, *, base: Path, timeout: float = 10.0) -> list[CheckRow]:

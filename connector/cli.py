@@ -6,7 +6,8 @@
     aios-connector check --config connector.yaml    # validate, try every device once, print a table
 
 Exit codes: 0 success, 1 a device or the platform did not answer (``check``) or the daemon
-failed, 2 the configuration is invalid (every problem printed with its line and field).
+failed, 2 the configuration is invalid (every problem printed with its line and field), or
+a secret it references or a TLS file it names cannot be read.
 ``SIGHUP`` (or saving the file) applies a changed configuration without restarting the
 devices it does not touch; ``SIGTERM``/``SIGINT`` stop devices, flush the queue (up to
 ``--flush-timeout`` seconds) and exit 0.
@@ -82,7 +83,12 @@ def main_command(
     cfg = load_config_or_exit(config)
     configure_logging(cfg.log_level)
     log = logging.getLogger("connector")
-    daemon = Connector(cfg, config_path=config)
+    try:
+        # a platform password that cannot be resolved, unreadable TLS files
+        daemon = Connector(cfg, config_path=config)
+    except (SecretError, ValueError) as err:
+        _err(f"{config}: {err}")
+        raise typer.Exit(EXIT_INVALID) from None
     stop = threading.Event()
     reload = threading.Event()
 
@@ -112,7 +118,10 @@ def main_command(
         if reload.is_set():
             reload.clear()
             stop.clear()
-            daemon.reload()
+            try:
+                daemon.reload()
+            except Exception:  # the running configuration is kept; keep running
+                log.exception("applying the changed configuration failed")
             continue
         break
     daemon.stop(flush_timeout=flush_timeout)
@@ -138,3 +147,7 @@ def check(
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+if __name__ == "__main__":  # python -m connector.cli
+    main()

@@ -82,6 +82,12 @@ STREAM_PLANS_KEY = "stream_plans"
 CONNECTOR_COMMANDS = ("ping", "status")
 """Commands the connector answers itself (``device_id`` = the connector)."""
 
+PLAN_SETTLE_SECONDS = 5.0
+"""Longest wait, after applying a desired configuration, for the plans it started or
+updated to reach ``running`` (or ``failed``) before the ``config.reported`` event is sent,
+so that the report says what runs rather than "starting" (a plan whose camera is down is
+reported as waiting for it after this wait)."""
+
 
 class Poller(Protocol):
     """What the daemon needs of a PLC or sensor worker."""
@@ -125,6 +131,9 @@ class Connector:
 
         platform: replaces the file's ``platform`` section (now and on every reload):
             ``aios up`` runs a connector for local devices against its own broker.
+        on_reload: called with a valid new configuration read by :meth:`reload`, before it
+            is applied (``aios up`` registers the devices it adds); an exception it raises
+            keeps the running configuration.
 
     Use :meth:`start`, then :meth:`stop` (or :meth:`run` until a signal).
     """
@@ -135,8 +144,10 @@ class Connector:
         *,
         config_path: Path | None = None,
         platform: PlatformConfig | None = None,
+        on_reload: Callable[[ConnectorConfig], None] | None = None,
     ) -> None:
         self._platform = platform
+        self._on_reload = on_reload
         config = self._effective(config)
         self.config = config
         self.config_path = config_path
@@ -147,6 +158,9 @@ class Connector:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._commands = ThreadPoolExecutor(max_workers=4, thread_name_prefix="command")
+        # desired configurations are applied one at a time, off the link's dispatch thread
+        # (which must keep delivering commands while plans start)
+        self._configs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="desired")
         self.refused_messages = 0
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.queue = OutboundQueue(
@@ -213,14 +227,20 @@ class Connector:
         self._threads.append(thread)
 
     def stop(self, flush_timeout: float = 10.0) -> None:
-        """Stop devices first (no new messages), then flush the queue and disconnect.
+        """Answer the commands already received, queue every device's last heartbeat, stop
+        the stream plans and devices (no new messages), then flush the queue and disconnect.
 
-        What could not be delivered within ``flush_timeout`` seconds stays in the queue
-        and is sent at the next start.
+        Queued messages are delivered for up to ``flush_timeout`` seconds (a link that is
+        reconnecting is waited for within that bound); what could not be delivered stays
+        in the queue and is sent first at the next start.
         """
         if self._stopping.is_set():
             return
         self._stopping.set()
+        self._configs.shutdown(wait=True, cancel_futures=True)
+        # commands already received run (and are answered) while their devices still do
+        self._commands.shutdown(wait=True, cancel_futures=False)
+        self._send_heartbeats()  # every device's last health, flushed with the rest
         self.plans.stop_all()
         with self._lock:
             for worker in list(self.pollers.values()):
@@ -230,12 +250,15 @@ class Connector:
             self.pollers.clear()
             self.plcs.clear()
             self.cameras.clear()
-        self._commands.shutdown(wait=True, cancel_futures=False)
-        self._send_heartbeats()  # the last health, flushed with the rest
         self.uploader.stop()
         for thread in self._threads:
             thread.join(timeout=5.0)
-        self.link.stop(flush_timeout=flush_timeout)
+        deadline = time.monotonic() + flush_timeout
+        if flush_timeout > 0 and self.queue.depth() > 0:
+            # a link between two connection attempts (the broker just came back) still
+            # delivers: wait for it within the same bound
+            self.link.wait_connected(flush_timeout)
+        self.link.stop(flush_timeout=max(0.0, deadline - time.monotonic()))
         self.queue.close()
         log.info("connector %s stopped", self.id)
 
@@ -249,7 +272,10 @@ class Connector:
             current = self._fingerprint()
             if current != last:
                 last = current
-                self.reload()
+                try:
+                    self.reload()
+                except Exception:  # keep watching: the next save may fix it
+                    log.exception("applying the changed configuration failed")
 
     def _fingerprint(self) -> tuple[int, int] | None:
         if self.config_path is None:
@@ -296,10 +322,13 @@ class Connector:
         try:
             config = load_config(self.config_path)
             self._check_secrets(config)
-        except (ConfigError, SecretError) as err:
+            if self._on_reload is not None:
+                self._on_reload(config)
+            report = self.apply_config(config)
+        except (ConfigError, SecretError, ValueError) as err:
+            # invalid, a secret or TLS file missing, or the connector id changed
             log.error("configuration not applied, the running one is kept: %s", err)
             return None
-        report = self.apply_config(config)
         log.info(
             "configuration applied: started %s, restarted %s, stopped %s, link %s",
             report.started or "-",
@@ -317,6 +346,8 @@ class Connector:
 
         Raises:
             ConfigError: the connector id or data_dir differs.
+            ValueError, SecretError: the new platform section's TLS files or password
+                cannot be read (nothing was changed).
         """
         if config.connector.id != self.id or config.data_dir != self.config.data_dir:
             raise ConfigError(
@@ -328,8 +359,9 @@ class Connector:
         with self._lock:
             old = self.config
             if config.platform != old.platform or config.queue.inflight != old.queue.inflight:
+                link = self._make_link(config)  # raises before anything is changed
                 self.link.stop(flush_timeout=2.0)
-                self.link = self._make_link(config)
+                self.link = link
                 self.link.start()
                 report.link_restarted = True
             old_cams = {c.id: c for c in old.cameras if c.enabled}
@@ -372,7 +404,7 @@ class Connector:
             self.config = config
             if changed_cams and self._desired is not None:
                 # plans bound to a camera that was replaced follow it to the new worker
-                self._apply_desired(self._desired, restart_cameras=changed_cams)
+                self._submit_desired(self._desired, restart_cameras=changed_cams)
         return report
 
     # ------------------------------------------------------------------ to the platform
@@ -493,7 +525,25 @@ class Connector:
                 "ignored a desired configuration for %s (not this connector)", desired.device_id
             )
             return
-        self._apply_desired(desired)
+        self._submit_desired(desired)
+
+    def _submit_desired(
+        self, desired: DesiredConfig, *, restart_cameras: list[str] | None = None
+    ) -> None:
+        if self._stopping.is_set():
+            return
+        try:
+            self._configs.submit(self._apply_desired_logged, desired, restart_cameras)
+        except RuntimeError:  # stopping meanwhile
+            return
+
+    def _apply_desired_logged(
+        self, desired: DesiredConfig, restart_cameras: list[str] | None
+    ) -> None:
+        try:
+            self._apply_desired(desired, restart_cameras=restart_cameras)
+        except Exception:
+            log.exception("desired configuration v%d could not be applied", desired.version)
 
     def _apply_desired(
         self, desired: DesiredConfig, *, restart_cameras: list[str] | None = None
@@ -504,6 +554,7 @@ class Connector:
             self.plans.apply([p for p in plans if p.camera_id not in restart_cameras])
         report = self.plans.apply(plans)
         errors += [f"stream plan {pid}: {why}" for pid, why in report.failed.items()]
+        self._settle_plans({*report.started, *report.updated})
         self._desired = desired
         running = [
             {
@@ -539,11 +590,38 @@ class Connector:
             ),
         )
 
+    def _settle_plans(self, plan_ids: set[str]) -> None:
+        """Wait up to :data:`PLAN_SETTLE_SECONDS` for ``plan_ids`` to be running or failed."""
+        deadline = time.monotonic() + PLAN_SETTLE_SECONDS
+        while plan_ids and not self._stopping.is_set() and time.monotonic() < deadline:
+            starting = [
+                s
+                for s in self.plans.status()
+                if s.plan_id in plan_ids and s.state not in ("running", "failed")
+            ]
+            if not starting:
+                return
+            self._stopping.wait(0.05)
+
     def _on_command(self, request: CommandRequest) -> None:
-        self._commands.submit(self._execute, request)
+        try:
+            self._commands.submit(self._execute, request)
+        except RuntimeError:  # the executor is shut down: stopping
+            self._answer(
+                request, False, None, "the connector is stopping; the command was not executed"
+            )
 
     def _execute(self, request: CommandRequest) -> None:
-        ok, result, error = self._run_command(request)
+        try:
+            ok, result, error = self._run_command(request)
+        except Exception as err:  # a bug must still be answered, not leave it to time out
+            log.exception("command %s failed", request.request_id)
+            ok, result, error = False, None, f"the connector failed: {type(err).__name__}"
+        self._answer(request, ok, result, error)
+
+    def _answer(
+        self, request: CommandRequest, ok: bool, result: dict[str, Any] | None, error: str | None
+    ) -> None:
         self._send(
             TopicKind.COMMAND_RESPONSE,
             CommandResponse(

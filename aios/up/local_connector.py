@@ -7,6 +7,9 @@ connector and its devices are registered in the fleet when they are not there ye
 file is the operator's own, so they need no approval), children with ``parent_id`` the
 connector.
 
+The file is watched as ``aios-connector`` watches it: saved changes are applied without
+restarting the devices they do not touch, and devices it adds are registered first.
+
 The ``connector`` package is imported only when a local connector is configured
 (``AIOS_LOCAL_CONNECTOR`` or ``aios up --connector FILE``).
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +34,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _PASSWORD_VARIABLE = "AIOS_LOCAL_CONNECTOR_BROKER_PASSWORD"
+
+WATCH_SECONDS = 2.0
+"""How often the connector's file is checked for changes, s."""
 
 
 class LocalConnectorError(Exception):
@@ -107,10 +114,23 @@ def start_local_connector(path: Path, fleet: FleetService, broker: BrokerAddress
     registered = register_devices(fleet, config)
     if registered:
         log.info("local connector: registered devices", extra={"devices": registered})
-    connector = Connector(config, config_path=path, platform=platform)
+
+    def register_added(new: ConnectorConfig) -> None:
+        added = register_devices(fleet, new)
+        if added:
+            log.info("local connector: registered devices", extra={"devices": added})
+
+    connector = Connector(config, config_path=path, platform=platform, on_reload=register_added)
     try:
         connector.start()
     except SecretError as err:
         connector.stop(flush_timeout=0)
         raise LocalConnectorError(f"local connector: {err}") from err
+    # until connector.stop(): applies the file when it changes
+    threading.Thread(
+        target=connector.run,
+        kwargs={"watch_seconds": WATCH_SECONDS},
+        name="local-connector-watch",
+        daemon=True,
+    ).start()
     return connector
