@@ -24,7 +24,7 @@ Errors name the file, the line and the field path of every problem at once
 (:class:`ConfigError`). Relative paths (TLS files, the data directory, a camera file URL,
 ``file:`` secret references) are relative to the configuration file's folder, and ``~`` is
 the user's home folder. Secrets (camera passwords, the broker
-password, the API token) are references — ``env:NAME`` (an environment variable) or
+password) are references — ``env:NAME`` (an environment variable) or
 ``file:PATH`` (the first line of a file) — resolved when the connector starts, so the YAML
 file can be shared and versioned without the secrets.
 """
@@ -243,12 +243,6 @@ class PlatformConfig(_Model):
     reconnect_max_seconds: float = Field(
         default=60.0, gt=0, le=3600, description="Longest reconnection delay, s."
     )
-    api_url: str | None = Field(
-        default=None,
-        description="The platform's HTTP API (http[s]://host[:port]), where snapshots and "
-        "clips are uploaded when a stream plan gives no presigned URL.",
-    )
-    api_token: SecretRef | None = Field(default=None, description="Bearer token for api_url.")
 
     @field_validator("mqtt_url")
     @classmethod
@@ -263,16 +257,6 @@ class PlatformConfig(_Model):
         except ValueError as err:
             raise ValueError(f"bad port in mqtt_url: {err}") from err
         return value
-
-    @field_validator("api_url")
-    @classmethod
-    def _api_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = urllib.parse.urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("write http://host[:port] or https://host[:port]")
-        return value.rstrip("/")
 
     @model_validator(mode="after")
     def _tls_for_mqtts(self) -> Self:
@@ -715,7 +699,6 @@ def _resolve_paths(config: ConnectorConfig, base: Path) -> ConnectorConfig:
         update={
             "tls": tls,
             "password": _secret_path(platform.password, base),
-            "api_token": _secret_path(platform.api_token, base),
         }
     )
     cameras = []

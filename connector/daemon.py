@@ -290,7 +290,8 @@ class Connector:
 
     def _check_secrets(self, config: ConnectorConfig) -> None:
         refs = [c.password for c in config.cameras if c.password is not None]
-        refs += [r for r in (config.platform.password, config.platform.api_token) if r]
+        if config.platform.password:
+            refs.append(config.platform.password)
         for ref in refs:
             resolve_secret(ref, base=self.base)
 

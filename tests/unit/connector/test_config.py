@@ -301,19 +301,17 @@ def test_inline_secret_is_refused_without_echoing_it() -> None:
         platform:
           username: gw
           password: "S3cr3t-Pa55"
-          api_token: tok_live_ABCDEF
         cameras:
           - {id: cam1, vendor: hikvision, host: 10.0.0.2, username: admin, password: hunter2}
         """
     )
     assert [line.split(": ")[:2] for line in lines] == [
         ["connector.yaml:4", "platform.password"],
-        ["connector.yaml:5", "platform.api_token"],
-        ["connector.yaml:7", "cameras[0].password"],
+        ["connector.yaml:6", "cameras[0].password"],
     ]
     text = "\n".join(lines)
     assert "write env:VARIABLE_NAME" in text
-    for secret in ("S3cr3t-Pa55", "tok_live_ABCDEF", "hunter2"):
+    for secret in ("S3cr3t-Pa55", "hunter2"):
         assert secret not in text
 
 
@@ -340,13 +338,12 @@ def test_secret_references_are_accepted() -> None:
     config = parse(
         """\
         connector: {id: gw}
-        platform: {username: gw, password: env:BROKER_PASSWORD, api_token: file:/run/token}
+        platform: {username: gw, password: file:/run/broker-password}
         cameras:
           - {id: cam1, vendor: hikvision, host: 10.0.0.2, username: admin, password: env:CAM1}
         """
     )
-    assert config.platform.password == "env:BROKER_PASSWORD"
-    assert config.platform.api_token == "file:/run/token"
+    assert config.platform.password == "file:/run/broker-password"
     assert config.cameras[0].password == "env:CAM1"
 
 
