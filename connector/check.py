@@ -26,7 +26,7 @@ from connector.config import (
     SimulatedSensorConfig,
     resolve_secret,
 )
-from connector.link import PlatformLink
+from connector.link import PlatformLink, mqtt_version_hint
 from connector.plc import ModbusPoller, PollResult
 from connector.queue import OutboundQueue
 from connector.sensors import SimulatedSensor
@@ -82,7 +82,8 @@ def check_platform(config: ConnectorConfig, *, base: Path, timeout: float) -> Ch
         "platform",
         target,
         False,
-        f"not connected within {timeout:g} s" + (f": {error}" if error else ""),
+        f"not connected within {timeout:g} s"
+        + (f": {error}" if error else f": no answer from the broker{mqtt_version_hint(platform)}"),
     )
 
 

@@ -68,7 +68,7 @@ def main_command(
     config: ConfigOption = Path("connector.yaml"),
     flush_timeout: Annotated[
         float,
-        typer.Option(help="Seconds to keep delivering queued messages when stopping."),
+        typer.Option(min=0, help="Seconds to keep delivering queued messages when stopping."),
     ] = 10.0,
     watch: Annotated[
         bool, typer.Option(help="Apply the configuration file again when it changes.")
@@ -83,9 +83,16 @@ def main_command(
     cfg = load_config_or_exit(config)
     configure_logging(cfg.log_level)
     log = logging.getLogger("connector")
+    level = [cfg.log_level]
+
+    def on_reload(new: ConnectorConfig) -> None:
+        if new.log_level != level[0]:  # the rest is applied by the daemon
+            configure_logging(new.log_level)
+            level[0] = new.log_level
+
     try:
         # a platform password that cannot be resolved, unreadable TLS files
-        daemon = Connector(cfg, config_path=config)
+        daemon = Connector(cfg, config_path=config, on_reload=on_reload)
     except (SecretError, ValueError) as err:
         _err(f"{config}: {err}")
         raise typer.Exit(EXIT_INVALID) from None
@@ -132,7 +139,7 @@ def main_command(
 def check(
     config: ConfigOption = Path("connector.yaml"),
     timeout: Annotated[
-        float, typer.Option(help="Seconds to wait for each device and the broker.")
+        float, typer.Option(min=0.1, help="Seconds to wait for each device and the broker.")
     ] = 10.0,
 ) -> None:
     """Validate the configuration, try the platform and every device once, print a table."""

@@ -31,6 +31,7 @@ file can be shared and versioned without the secrets.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import urllib.parse
@@ -138,7 +139,11 @@ def resolve_secret(ref: str, *, base: Path | None = None) -> str:
     if kind == "env":
         value = os.environ.get(name)
         if not value:
-            raise SecretError(f"environment variable {name} is not set (referenced as {ref})")
+            raise SecretError(
+                f"environment variable {name} is not set (referenced as {ref}): set it in "
+                f"the connector's environment (for the service: add the line {name}=... to "
+                "/etc/aios/connector.env)"
+            )
         return value
     if kind == "file":
         path = Path(name).expanduser()
@@ -244,10 +249,24 @@ class PlatformConfig(_Model):
         default=60.0, gt=0, le=3600, description="Longest reconnection delay, s."
     )
 
+    @field_validator("mqtt_version", mode="before")
+    @classmethod
+    def _mqtt_version_number(cls, value: Any) -> Any:
+        # YAML reads `mqtt_version: 5` as the integer 5
+        if isinstance(value, int | float) and not isinstance(value, bool) and value == 5:
+            return "5"
+        return value
+
     @field_validator("mqtt_url")
     @classmethod
     def _mqtt_url(cls, value: str) -> str:
-        parts = urllib.parse.urlsplit(value)
+        try:
+            parts = urllib.parse.urlsplit(value)
+        except ValueError:  # e.g. an unclosed IPv6 bracket; the URL is not quoted
+            raise ValueError(
+                "write mqtt://host[:port] or mqtts://host[:port] (an IPv6 address in "
+                "brackets: mqtt://[::1]:1883)"
+            ) from None
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
             raise ValueError("write mqtt://host[:port] or mqtts://host[:port]")
         if parts.username or parts.password:
@@ -299,7 +318,10 @@ class PlatformConfig(_Model):
 def _camera_url_problem(url: str) -> str | None:
     """What is wrong with a camera ``url`` (None: nothing). Never quotes the URL: it may
     hold a password."""
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return "url is not a valid URL: write rtsp://host[:port]/path (IPv6 in brackets)"
     if parts.scheme in ("rtsp", "rtsps"):
         if parts.username or parts.password or "@" in parts.netloc:
             return "no credentials inside url: give username and password (a reference)"
@@ -447,7 +469,7 @@ class RegisterConfig(_Model):
             start = parse_address(self.address, self.table)
         except ValueError as err:
             message = str(err)
-            if isinstance(self.address, str) and self.address.isdigit():
+            if isinstance(self.address, str) and self.address.isdigit() and len(self.address) == 5:
                 message += (
                     f"; numbers of 5 or 6 digits are read as Modicon references: for a "
                     f"0-based address from 10000 up write its six-digit reference (e.g. "
@@ -560,8 +582,19 @@ class SimulatedMetric(_Model):
     unit: str | None = Field(default=None, max_length=32)
     mid: float = Field(default=20.0, allow_inf_nan=False)
     amplitude: float = Field(default=5.0, ge=0, allow_inf_nan=False)
-    period_seconds: float = Field(default=600.0, gt=0)
+    period_seconds: float = Field(default=600.0, ge=0.001, le=1e9, allow_inf_nan=False)
     noise: float = Field(default=0.2, ge=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _finite(self) -> Self:
+        checks = _Checks()
+        if not math.isfinite(abs(self.mid) + self.amplitude + self.noise):
+            checks.add(
+                "mid ± (amplitude + noise) overflows a 64-bit float: use smaller values",
+                "amplitude",
+            )
+        checks.raise_if_any()
+        return self
 
 
 class SimulatedSensorConfig(_Model):
@@ -723,12 +756,15 @@ def _node_at(root: Any, loc: tuple[int | str, ...]) -> Any:
     node = root
     for part in loc:
         if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                if isinstance(key, yaml.ScalarNode) and key.value == str(part):
-                    node = value
-                    break
-            else:
+            # the last one: merged keys (<<: *anchor) come first, the mapping's own after
+            found = [
+                value
+                for key, value in node.value
+                if isinstance(key, yaml.ScalarNode) and key.value == str(part)
+            ]
+            if not found:
                 return node
+            node = found[-1]
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
             if 0 <= part < len(node.value):
                 node = node.value[part]
@@ -784,6 +820,36 @@ def _duplicate_keys(root: Any, name: str) -> list[tuple[int, str]]:
     return problems
 
 
+def _duplicate_ids(data: dict[str, Any], root: Any, name: str) -> list[tuple[int, str]]:
+    """What :meth:`ConnectorConfig._ids` reports, from the raw document (for a file whose
+    other problems keep the model from being built)."""
+    problems: list[tuple[int, str]] = []
+    seen: dict[str, str] = {}
+    connector = data.get("connector")
+    if isinstance(connector, dict) and isinstance(connector.get("id"), str):
+        seen[connector["id"]] = "connector.id"
+    for group in ("cameras", "plcs", "sensors"):
+        items = data.get(group)
+        if not isinstance(items, list):
+            continue
+        for index, item in enumerate(items):
+            if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+                continue
+            where = f"{group}[{index}].id"
+            if item["id"] in seen:
+                line = _node_at(root, (group, index, "id")).start_mark.line + 1
+                problems.append(
+                    (
+                        line,
+                        f"{name}:{line}: {where}: device id {item['id']!r} is already used by "
+                        f"{seen[item['id']]}; every device needs its own id",
+                    )
+                )
+            else:
+                seen[item["id"]] = where
+    return problems
+
+
 # YAML 1.1 reads 00017 as octal 15; a Modicon coil reference must keep its digits.
 _LEADING_ZERO = re.compile(r"^[-+]?0[0-9_]+$")
 
@@ -822,6 +888,24 @@ def _validation_problems(err: ValidationError, root: Any, name: str) -> list[tup
             loc = (*loc, "type")
         elif e["type"] == "extra_forbidden":
             msg = "unknown field: check its spelling and its indentation, or remove it"
+        elif e["type"] == "model_type":
+            msg = "expected a mapping (indented key: value lines below it)" + (
+                ", got nothing" if _node_at(root, loc).tag.endswith(":null") else ""
+            )
+        elif e["type"] == "list_type":
+            msg = "expected a list (lines starting with '- ' below it)"
+        elif e["type"] == "string_pattern_mismatch":
+            pattern = (e.get("ctx") or {}).get("pattern")
+            if pattern == DEVICE_ID_PATTERN:
+                msg = (
+                    "a device id is 1 to 128 characters: letters A-Z a-z, digits and _ . : - "
+                    "(no spaces, no '/'), starting with a letter or a digit"
+                )
+            elif pattern == METRIC_PATTERN:
+                msg = (
+                    "a name is 1 to 128 characters: letters A-Z a-z, digits and _ . : - "
+                    "(no spaces), starting with a letter"
+                )
         error = (e.get("ctx") or {}).get("error")
         problems = (
             [((*loc, *sub), text) for sub, text in error.problems]
@@ -856,8 +940,11 @@ def parse_config(
     import yaml
 
     loader = _yaml_loader(text)
+    duplicates: list[tuple[int, str]] = []
     try:
         root = loader.get_single_node()
+        # before construction, which flattens merge keys (<<: *anchor) into the mappings
+        duplicates = _duplicate_keys(root, name) if root is not None else []
         data = loader.construct_document(root) if root is not None else None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
@@ -874,12 +961,15 @@ def parse_config(
         raise ConfigError(
             f"{name}: the file must be a YAML mapping with at least 'connector: {{id: ...}}'"
         )
-    problems = _duplicate_keys(root, name)
+    problems = duplicates
     config: ConnectorConfig | None = None
     try:
         config = ConnectorConfig.model_validate(data)
     except ValidationError as err:
         problems.extend(_validation_problems(err, root, name))
+        # the model's own check of unique ids runs only when every field is valid
+        reported = {text for _, text in problems}
+        problems.extend(p for p in _duplicate_ids(data, root, name) if p[1] not in reported)
     if problems or config is None:
         # stable sort: problems on one line keep pydantic's (field) order
         lines = [text for _, text in sorted(problems, key=lambda item: item[0])]

@@ -206,6 +206,9 @@ class Connector:
         self._check_secrets(self.config)
         self.uploader.start()
         self.link.start()
+        # before any telemetry: a platform that registers unknown devices as pending
+        # learns each one's kind from its first message
+        self._announce(self.config, None)
         for camera in self.config.cameras:
             if camera.enabled:
                 self._start_camera(camera)
@@ -289,11 +292,19 @@ class Connector:
     # ------------------------------------------------------------------ configuration
 
     def _check_secrets(self, config: ConnectorConfig) -> None:
-        refs = [c.password for c in config.cameras if c.password is not None]
+        """Resolve every secret the running devices need; the error names the field."""
+        refs = [
+            (f"cameras[{i}].password (camera {c.id})", c.password)
+            for i, c in enumerate(config.cameras)
+            if c.enabled and c.password is not None
+        ]
         if config.platform.password:
-            refs.append(config.platform.password)
-        for ref in refs:
-            resolve_secret(ref, base=self.base)
+            refs.append(("platform.password", config.platform.password))
+        for where, ref in refs:
+            try:
+                resolve_secret(ref, base=self.base)
+            except SecretError as err:
+                raise SecretError(f"{where}: {err}") from err
 
     def _password(self, camera: CameraConfig) -> str | None:
         return None if camera.password is None else resolve_secret(camera.password, base=self.base)
@@ -350,15 +361,24 @@ class Connector:
             ValueError, SecretError: the new platform section's TLS files or password
                 cannot be read (nothing was changed).
         """
-        if config.connector.id != self.id or config.data_dir != self.config.data_dir:
+        changed = [
+            f"{name} ({old!s} → {new!s})"
+            for name, old, new in (
+                ("connector.id", self.id, config.connector.id),
+                ("data_dir", self.config.data_dir, config.data_dir),
+            )
+            if old != new
+        ]
+        if changed:
             raise ConfigError(
-                "connector.id and data_dir cannot change while the connector runs; "
-                "restart it to use the new values"
+                f"{' and '.join(changed)} cannot change while the connector runs; "
+                "restart it to use the new value, or change it back"
             )
         config = self._effective(config)
         report = ApplyReport()
         with self._lock:
             old = self.config
+            self.queue.max_bytes = config.queue.max_bytes  # checked on every send
             if config.platform != old.platform or config.queue.inflight != old.queue.inflight:
                 link = self._make_link(config)  # raises before anything is changed
                 self.link.stop(flush_timeout=2.0)
@@ -379,6 +399,7 @@ class Connector:
                     changed_cams.append(cid)
                 else:
                     report.unchanged.append(cid)
+            self._announce(config, old)
             for cid, cam in new_cams.items():
                 if cid not in old_cams:
                     self._start_camera(cam)
@@ -484,6 +505,30 @@ class Connector:
                 max(0.0, (_now() - h.last_frame_time).total_seconds()), 3
             )
         return out
+
+    def _announce(self, config: ConnectorConfig, old: ConnectorConfig | None) -> None:
+        """Queue a first heartbeat (its kind, no health yet) for every enabled device of
+        ``config`` that ``old`` lacks, before the device sends anything else."""
+        known = (
+            set()
+            if old is None
+            else {d.id for d in [*old.cameras, *old.plcs, *old.sensors] if d.enabled}
+        )
+        groups: tuple[tuple[DeviceKind, list[Any]], ...] = (
+            (DeviceKind.CAMERA, list(config.cameras)),
+            (DeviceKind.PLC, list(config.plcs)),
+            (DeviceKind.SENSOR, list(config.sensors)),
+        )
+        now = _now()
+        for kind, devices in groups:
+            for device in devices:
+                if device.enabled and device.id not in known:
+                    self._send(
+                        TopicKind.HEARTBEAT,
+                        Heartbeat(
+                            message_id=_message_id(), time=now, device_id=device.id, kind=kind
+                        ),
+                    )
 
     def _send_heartbeats(self) -> None:
         now = _now()

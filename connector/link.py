@@ -71,7 +71,7 @@ from aios.messages import (
     parse_topic,
     topic,
 )
-from connector.config import PlatformConfig, resolve_secret
+from connector.config import PlatformConfig, SecretError, resolve_secret
 from connector.queue import OutboundQueue
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,17 @@ SENDABLE_KINDS = frozenset(
 
 _LOOP_SECONDS = 0.02  # network loop tick: how soon a newly queued message is picked up
 _CONNACK_SECONDS = 10.0  # wait for CONNACK after the TCP/TLS connection is up
+
+
+def mqtt_version_hint(platform: PlatformConfig) -> str:
+    """Why a broker may not answer the connection, and what to change: ``"; a broker that
+    speaks only MQTT 3.1.1 ..."`` when ``platform`` speaks MQTT 5, else ``""``."""
+    if platform.mqtt_version != "5":
+        return ""
+    return (
+        "; a broker that speaks only MQTT 3.1.1 (such as aios up's embedded broker) does "
+        'not answer MQTT 5: if so, set platform.mqtt_version: "3.1.1"'
+    )
 
 
 def backoff_delay(attempt: int, minimum: float, maximum: float, rng: random.Random) -> float:
@@ -188,11 +199,14 @@ class PlatformLink:
         desired = [topic(TopicKind.DESIRED_CONFIG, connector_id)]
         desired += [topic(TopicKind.DESIRED_CONFIG, d) for d in desired_ids if d != connector_id]
         self.subscriptions: tuple[str, ...] = (request, *dict.fromkeys(desired))
-        self._password = (
-            resolve_secret(platform.password, base=secrets_base)
-            if platform.password is not None
-            else None
-        )
+        try:
+            self._password = (
+                resolve_secret(platform.password, base=secrets_base)
+                if platform.password is not None
+                else None
+            )
+        except SecretError as err:
+            raise SecretError(f"platform.password: {err}") from err
         self._tls = _tls_context(platform)
         self._rng = random.Random()
 
@@ -395,18 +409,29 @@ class PlatformLink:
             return False
         deadline = time.monotonic() + _CONNACK_SECONDS
         while self._connack is None and not self._session_lost:
-            if self._stopping.is_set() or time.monotonic() > deadline:
-                self._error(f"no CONNACK from {where} within {_CONNACK_SECONDS:g} s")
+            if self._stopping.is_set():
+                self._close(client)
+                return False
+            if time.monotonic() > deadline:
+                self._error(
+                    f"no CONNACK from {where} within {_CONNACK_SECONDS:g} s" + self._version_hint()
+                )
                 self._close(client)
                 return False
             if client.loop(timeout=0.1) != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 break
         if self._connack is None or self._connack.is_failure:
             reason = self._connack.getName() if self._connack is not None else "closed"
-            self._error(f"the broker at {where} refused the connection: {reason}")
+            # no answer but a closed socket, or 0x84 Unsupported Protocol Version
+            unanswered = self._connack is None or self._connack.value == 0x84
+            hint = self._version_hint() if unanswered else ""
+            self._error(f"the broker at {where} refused the connection: {reason}{hint}")
             self._close(client)
             return False
         return True
+
+    def _version_hint(self) -> str:
+        return mqtt_version_hint(self.platform)
 
     def _session(self, client: mqtt.Client) -> None:
         self._outstanding.clear()
@@ -531,7 +556,14 @@ class PlatformLink:
     ) -> None:
         self._session_lost = True
         if reason.is_failure:
-            self._error(f"disconnected by the broker: {reason.getName()}")
+            hint = ""
+            if reason.value == 0x8E:  # Session taken over (MQTT 5)
+                hint = (
+                    f"; if another client connects with the client id {self.client_id!r}, "
+                    "the broker drops one for the other: give each connector its own "
+                    "connector.id (or platform.client_id)"
+                )
+            self._error(f"disconnected by the broker: {reason.getName()}{hint}")
 
     def _on_publish(
         self,

@@ -69,6 +69,7 @@ from aios.plc.modbus import (
     decode,
     describe_exception,
     encode,
+    format_reference,
     parse_address,
     parse_coil,
     parse_number,
@@ -236,7 +237,7 @@ class PollResult:
         failed = [r for r in self.requests if not r.ok]
         if failed:
             return f"{len(failed)} of {len(self.requests)} requests failed: {failed[0].error}"
-        text = f"{len(self.values)} values"
+        text = f"{len(self.values)} value{'s' if len(self.values) != 1 else ''}"
         if self.requests:
             text += f" in {len(self.requests)} request{'s' if len(self.requests) != 1 else ''}"
         if self.errors:
@@ -812,7 +813,17 @@ class ModbusPoller:
                 address_param = str(address_param)
         elif not isinstance(address_param, str):
             raise CommandError("params.address is a number (0-based) or a reference such as 40001")
-        address = parse_address(address_param, table)
+        try:
+            address = parse_address(address_param, table)
+        except AddressError as err:
+            number = params["address"]
+            if isinstance(number, int) and 10_000 <= number <= 65_535:
+                raise CommandError(
+                    f"{err}; a number from 10000 up is read as a Modicon reference: for the "
+                    f"0-based address {number} send the reference "
+                    f"{format_reference(number, table)!r}"
+                ) from err
+            raise
         bits = table in BIT_TABLES
         data_type = params.get("data_type", "bool" if bits else "uint16")
         if bits and data_type != "bool":

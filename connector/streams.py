@@ -451,18 +451,23 @@ class _PlanWorker:
 
     def _run(self) -> None:
         plan = self.plan
+        warned: str | None = None
         while not self.stopping.is_set():
             camera = self.manager.cameras(plan.camera_id)
             if camera is None or camera.stopped:
-                self._set(
-                    "waiting_for_camera",
+                why = (
                     f"camera {plan.camera_id!r} is not configured (or not enabled) on this "
                     "connector"
                     if camera is None
-                    else f"camera {plan.camera_id!r} is stopped",
+                    else f"camera {plan.camera_id!r} is stopped"
                 )
+                self._set("waiting_for_camera", why)
+                if why != warned:  # once per cause, not every CAMERA_WAIT_SECONDS
+                    log.warning("plan %s v%d waits: %s", plan.plan_id, plan.version, why)
+                    warned = why
                 self.stopping.wait(CAMERA_WAIT_SECONDS)
                 continue
+            warned = None
             with self.lock:
                 self.camera = camera
             if not self._run_on(camera):

@@ -283,6 +283,7 @@ class MosquittoBroker:
     ) -> list[ReasonCode]:
         """Connect as ``identity``, publish ``(topic, payload, retain)`` at QoS 1, wait for
         every PUBACK, disconnect; return the PUBACK reason codes in order."""
+        messages = list(messages)
         codes: dict[int, ReasonCode] = {}
         done = threading.Event()
         client = self.client(identity, f"{identity}-pub-{time.monotonic_ns()}")
@@ -294,16 +295,19 @@ class MosquittoBroker:
         ) -> None:
             with lock:
                 codes[mid] = reason
-                if mids and all(m in codes for m in mids):
+                if len(mids) == len(messages) and all(m in codes for m in mids):
                     done.set()
 
         client.on_publish = on_publish
         try:
-            with lock:
-                for topic, payload, retain in messages:
-                    info = client.publish(topic, payload, qos=1, retain=retain)
-                    assert info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+            # `lock` is not held while publishing: paho calls on_publish (which takes it)
+            # from its network thread while holding its own lock, which publish() needs
+            for topic, payload, retain in messages:
+                info = client.publish(topic, payload, qos=1, retain=retain)
+                assert info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+                with lock:
                     mids.append(info.mid)
+            with lock:
                 if all(m in codes for m in mids):
                     done.set()
             assert done.wait(WAIT), "the broker did not acknowledge every message"

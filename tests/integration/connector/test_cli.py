@@ -195,7 +195,10 @@ def test_an_unreadable_tls_file_or_secret_exits_2_naming_it(tmp_path: Path) -> N
     result = cli("--config", str(write(path, config)))
     assert result.returncode == 2, result
     assert "Traceback" not in result.stderr
-    assert f"{path}: environment variable CAM_NOT_SET is not set" in result.stderr
+    assert (
+        f"{path}: cameras[0].password (camera cam-gate): environment variable CAM_NOT_SET "
+        "is not set" in result.stderr
+    )
 
 
 def test_check_prints_a_row_per_device_and_exits_1_when_one_fails(

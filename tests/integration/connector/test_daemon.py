@@ -253,7 +253,7 @@ def test_heartbeats_telemetry_and_commands(
         # THEN heartbeats arrive for the connector and each child, the camera streaming
         def heartbeat(device_id: str | None, **need: Any) -> dict[str, Any] | None:
             for data in reversed(found(receiver, "heartbeat", device_id=device_id)):
-                if all(k in data["health"] for k in need):
+                if all(data["health"].get(k) is not None for k in need):
                     return data
             return None
 
@@ -287,6 +287,11 @@ def test_heartbeats_telemetry_and_commands(
         assert plc_a["health"]["poll_success_rate"] == 100.0
         sensor = heartbeat("climate-1")
         assert sensor is not None and sensor["kind"] == "sensor"
+        # AND each device's first message is a heartbeat naming its kind (a platform that
+        # registers unknown devices as pending learns the kind from it)
+        for device_id, kind in (("plc-a", "plc"), ("climate-1", "sensor"), ("cam-1", "camera")):
+            first = next(d for _, d in list(receiver.messages) if d.get("device_id") == device_id)
+            assert first.get("kind") == kind, first
 
         # AND telemetry carries the PLC's decoded, scaled values
         def values(device_id: str) -> dict[str, float]:

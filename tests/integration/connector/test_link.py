@@ -365,3 +365,31 @@ def test_a_command_sent_twice_with_the_same_message_id_runs_once(
     wait_until(lambda: len(got) >= 2, 15, "the commands")
     time.sleep(0.2)
     assert got == ["dup", "next"]
+
+
+def test_a_broker_that_never_answers_mqtt_5_is_explained(tmp_path: Path) -> None:
+    # GIVEN a TCP listener that accepts connections and never answers (as a broker that
+    # speaks only MQTT 3.1.1 treats an MQTT 5 CONNECT)
+    import socket
+
+    from connector.check import check_platform
+    from connector.config import parse_config
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        port = silent.getsockname()[1]
+        config = parse_config(
+            f"connector: {{id: gw}}\nplatform: {{mqtt_url: 'mqtt://127.0.0.1:{port}'}}\n"
+        )
+        # WHEN the configuration is checked
+        row = check_platform(config, base=tmp_path, timeout=1.0)
+        # THEN the row says what to change
+        assert not row.ok
+        assert 'set platform.mqtt_version: "3.1.1"' in row.detail, row.detail
+        # AND a connector already speaking 3.1.1 is not told to
+        v311 = config.model_copy(
+            update={"platform": config.platform.model_copy(update={"mqtt_version": "3.1.1"})}
+        )
+        row = check_platform(v311, base=tmp_path, timeout=1.0)
+        assert not row.ok and "mqtt_version" not in row.detail, row.detail

@@ -684,7 +684,7 @@ def test_modicon_references_and_pdu_addresses(register: str, table: str, pdu: in
         ("{name: r, address: 0, order: ABDC}", "order", "Input should be"),
         ("{name: r, address: 0, table: holding}", "table", "Input should be"),
         ("{name: r, address: 0, scale: .nan}", "scale", "finite number"),
-        ("{name: 9lives, address: 0}", "name", "should match pattern"),
+        ("{name: 9lives, address: 0}", "name", "starting with a letter"),
     ],
 )
 def test_register_consistency_errors(register: str, field: str, message: str) -> None:
@@ -854,4 +854,124 @@ def test_duplicate_device_ids_across_cameras_plcs_and_sensors() -> None:
         "every device needs its own id",
         "connector.yaml:11: sensors[1].id: device id 'gw' is already used by connector.id; "
         "every device needs its own id",
+    ]
+
+
+def test_duplicate_device_ids_are_reported_beside_other_problems() -> None:
+    # GIVEN a duplicate id and, elsewhere, an invalid field (the model is never built)
+    lines = errors(
+        """\
+        connector: {id: gw}
+        cameras:
+          - {id: dev1, vendor: axis, host: 10.0.0.2}
+        plcs:
+          - {id: dev1, host: 10.0.0.6, port: 70000}
+        """
+    )
+    # THEN both are reported, each once
+    assert lines == [
+        "connector.yaml:5: plcs[0].port: Input should be less than or equal to 65535",
+        "connector.yaml:5: plcs[0].id: device id 'dev1' is already used by cameras[0].id; "
+        "every device needs its own id",
+    ]
+
+
+# --------------------------------------------------------------------------- YAML forms
+
+
+def test_merge_keys_override_without_duplicate_key_errors() -> None:
+    # GIVEN a second PLC made from the first with a YAML merge key, overriding id and host
+    config = parse(
+        """\
+        connector: {id: gw}
+        plcs:
+          - &line1
+            id: plc1
+            host: 10.0.0.5
+            registers: [{name: level, address: 40001}]
+          - <<: *line1
+            id: plc2
+            host: 10.0.0.6
+        """
+    )
+    # THEN the overrides win and the register map is shared
+    assert [(p.id, p.host) for p in config.plcs] == [("plc1", "10.0.0.5"), ("plc2", "10.0.0.6")]
+    assert config.plcs[1].registers == config.plcs[0].registers
+    # AND an error in an override names the override's line
+    lines = errors(
+        """\
+        connector: {id: gw}
+        plcs:
+          - &line1
+            id: plc1
+            host: 10.0.0.5
+            port: 502
+          - <<: *line1
+            id: plc2
+            port: 70000
+        """
+    )
+    assert lines == ["connector.yaml:9: plcs[1].port: Input should be less than or equal to 65535"]
+
+
+def test_mqtt_version_may_be_written_as_a_number() -> None:
+    assert parse(MINIMAL + "platform: {mqtt_version: 5}\n").platform.mqtt_version == "5"
+    assert parse(MINIMAL + "platform: {mqtt_version: 3.1.1}\n").platform.mqtt_version == "3.1.1"
+    assert errors(MINIMAL + "platform: {mqtt_version: 4}\n") == [
+        "connector.yaml:2: platform.mqtt_version: Input should be '5' or '3.1.1'"
+    ]
+
+
+def test_empty_sections_and_bad_ids_say_what_to_write() -> None:
+    lines = errors(
+        """\
+        connector:
+        cameras:
+        plcs:
+          - {id: "plc 1", host: 10.0.0.5}
+        """
+    )
+    assert lines == [
+        "connector.yaml:1: connector: expected a mapping (indented key: value lines below "
+        "it), got nothing",
+        "connector.yaml:2: cameras: expected a list (lines starting with '- ' below it)",
+        "connector.yaml:4: plcs[0].id: a device id is 1 to 128 characters: letters A-Z a-z, "
+        "digits and _ . : - (no spaces, no '/'), starting with a letter or a digit",
+    ]
+
+
+def test_simulated_metrics_stay_finite() -> None:
+    lines = errors(
+        """\
+        connector: {id: gw}
+        sensors:
+          - type: simulated
+            id: s1
+            metrics:
+              - {name: t, mid: 1.0e+300, amplitude: 1.0e+308, noise: 1.0e+308}
+              - {name: u, period_seconds: 1.0e-300}
+        """
+    )
+    assert lines == [
+        "connector.yaml:6: sensors[0].metrics[0].amplitude: mid ± (amplitude + noise) "
+        "overflows a 64-bit float: use smaller values",
+        "connector.yaml:7: sensors[0].metrics[1].period_seconds: Input should be greater "
+        "than or equal to 0.001",
+    ]
+
+
+def test_unparsable_urls_say_what_to_write_without_quoting_them() -> None:
+    lines = errors(
+        """\
+        connector: {id: gw}
+        platform: {mqtt_url: "mqtt://bob:hunter2@[::1"}
+        cameras:
+          - {id: c1, url: "rtsp://bob:hunter2@[::1/x"}
+        """
+    )
+    assert lines == [
+        "connector.yaml:2: platform.mqtt_url: write mqtt://host[:port] or mqtts://host[:port] "
+        "(an IPv6 address in brackets: mqtt://[::1]:1883)",
+        "connector.yaml:4: cameras[0].url: url is not a valid URL: write "
+        "rtsp://host[:port]/path (IPv6 in brackets)",
     ]
