@@ -27,6 +27,10 @@ Default thresholds and where they come from:
   walking across the frame and dwell times become coarse. A project choice: change it
   per site with :class:`FleetThresholds`.
 - *Queue depth.* Above 1,000 items waiting: the connector is not keeping up.
+- *Poll success rate* (PLCs and sensors, reported by their connector): below 90 % of the
+  last requests answered. A connector keeps sending heartbeats for a PLC that stopped
+  answering, so silence alone would never show it; one failure in ten is already a faulty
+  link or device (a healthy Modbus link answers every request). A project choice.
 
 Times are timezone-aware UTC. A ``last_seen`` in the future (clock skew) counts as now.
 """
@@ -62,6 +66,7 @@ class StatusThresholds:
     max_temperature_c: float | None = 80.0
     max_queue_depth: float | None = 1000.0
     min_fps: float | None = None
+    min_poll_success_rate: float | None = None
 
     def __post_init__(self) -> None:
         if self.heartbeat_interval_seconds <= 0:
@@ -81,13 +86,17 @@ class StatusThresholds:
             ("temperature_c", "above", self.max_temperature_c),
             ("queue_depth", "above", self.max_queue_depth),
             ("fps", "below", self.min_fps),
+            ("poll_success_rate", "below", self.min_poll_success_rate),
         ]
         return [(m, d, lim) for m, d, lim in checks if lim is not None]
 
 
 def _default_kinds() -> dict[DeviceKind, StatusThresholds]:
     polled = StatusThresholds(
-        heartbeat_interval_seconds=60.0, warning_after_seconds=180.0, offline_after_seconds=600.0
+        heartbeat_interval_seconds=60.0,
+        warning_after_seconds=180.0,
+        offline_after_seconds=600.0,
+        min_poll_success_rate=90.0,
     )
     return {
         DeviceKind.CONNECTOR: StatusThresholds(),

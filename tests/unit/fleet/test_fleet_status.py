@@ -116,3 +116,21 @@ def test_thresholds_refuse_warning_after_offline() -> None:
     """GIVEN warning later than offline THEN construction fails, naming both."""
     with pytest.raises(ValueError, match="below offline_after_seconds"):
         StatusThresholds(warning_after_seconds=300, offline_after_seconds=90)
+
+
+def test_a_plc_that_stops_answering_its_connector_is_a_warning() -> None:
+    """GIVEN a PLC whose connector keeps reporting it (fresh heartbeats) WHEN fewer than 90 %
+    of its polls are answered THEN warning with the rate; a camera has no such limit."""
+    now = T0 + timedelta(seconds=5)
+    failing = device("plc1", DeviceKind.PLC, last_seen=T0, health={"poll_success_rate": 4.0})
+    info = derive_status(failing, now)
+    assert info.status is DeviceStatus.WARNING
+    assert info.reasons == ["poll_success_rate 4 below 90"]
+    healthy = device("plc2", DeviceKind.PLC, last_seen=T0, health={"poll_success_rate": 90.0})
+    assert derive_status(healthy, now).status is DeviceStatus.ONLINE
+    sensor = device("s1", DeviceKind.SENSOR, last_seen=T0, health={"poll_success_rate": 50})
+    assert derive_status(sensor, now).status is DeviceStatus.WARNING
+    camera = device(
+        "cam1", DeviceKind.CAMERA, last_seen=T0, health={"poll_success_rate": 0, "fps": 10}
+    )
+    assert derive_status(camera, now).status is DeviceStatus.ONLINE
