@@ -388,6 +388,9 @@ class EdgeRunHost(Protocol):
     def edge_failed(self, message: str) -> None:
         """The connector cannot run the stream tier: the run fails with ``message``."""
 
+    def edge_waiting(self, reason: str | None) -> None:
+        """The connector has the plan but its camera is down: show ``reason``."""
+
 
 class EdgeStreams:
     """The stream plans of one run: pushed to the connectors, their events taken in.
@@ -563,6 +566,17 @@ class EdgeStreams:
             if isinstance(s, Mapping) and s.get("plan_id") in self._plans
         }
         for pid, status in sorted(mine.items()):
+            state, error = status.get("state"), str(status.get("error") or "")
+            if state == "waiting_for_camera" and "not configured" in error:
+                # the connector's file lacks the camera: it will never start by itself
+                self.host.edge_failed(
+                    f"connector {connector_id!r} has no camera for the stream plan of node "
+                    f"'{self._plans[pid].node_id}': {error}; add the camera to the "
+                    "connector's configuration, or bind the node to a camera it has"
+                )
+                return
+            if state == "waiting_for_camera":
+                self.host.edge_waiting(f"connector {connector_id!r}: {error or 'camera down'}")
             if status.get("state") == "failed":
                 self.host.edge_failed(
                     f"connector {connector_id!r} cannot run the stream plan of node "

@@ -209,6 +209,7 @@ class LocalRun:
         self.finished = threading.Event()
         self._edge_done = threading.Event()
         self._edge_error: str | None = None
+        self._edge_waiting: str | None = None
         self._edge_events: Counter[str] = Counter()
         self._stop_requested = threading.Event()
         self._stop_asked_at: float | None = None
@@ -487,6 +488,11 @@ class LocalRun:
         """The connector runs the run's stream tier: mark the run running."""
         self._on_frame("", None)
 
+    def edge_waiting(self, reason: str | None) -> None:
+        """The connector has the plan but cannot run it yet (its camera is down): shown as
+        ``counters.waiting`` until the stream tier runs; ``None`` clears it."""
+        self._edge_waiting = reason
+
     def edge_failed(self, message: str) -> None:
         """The connector cannot run the stream tier: end the run ``failed`` with ``message``."""
         if self._edge_error is None:
@@ -658,6 +664,9 @@ class LocalRun:
             "events_stored": stored,
             "elapsed_seconds": round(now - self._began, 1),
         }
+        waiting = self._edge_waiting
+        if waiting is not None and not self._started.is_set():
+            counters["waiting"] = waiting
         return counters
 
     def _watch(self) -> None:

@@ -272,6 +272,36 @@ def test_a_plan_the_connector_cannot_run_fails_the_run(site: Site, fleet: FleetS
 
 
 @pytest.mark.timeout(120)
+def test_a_camera_down_is_shown_and_a_camera_the_connector_lacks_fails_the_run(
+    site: Site, fleet: FleetService
+) -> None:
+    """A plan waiting for a camera that is down keeps the run starting with the reason in
+    its counters; waiting for a camera the connector's file does not have fails the run."""
+    run = site.runs.execute(site.add_pipeline(fleet_pipeline()), actor="a")
+    (plan,) = wait_until(lambda: desired_plans(site), 30)
+    down = "camera 'cam' is reconnecting: connection refused"
+    report(
+        fleet, site, [{"plan_id": plan["plan_id"], "state": "waiting_for_camera", "error": down}]
+    )
+
+    def waiting() -> str | None:
+        stored = site.store.runs.get(run.id)
+        assert stored is not None and stored.status is RunStatus.STARTING
+        value = stored.counters.get("waiting")
+        return value if isinstance(value, str) else None
+
+    assert wait_until(waiting, 30) == f"connector 'gw-1': {down}"
+    missing = "camera 'cam' is not configured (or not enabled) on this connector"
+    report(
+        fleet, site, [{"plan_id": plan["plan_id"], "state": "waiting_for_camera", "error": missing}]
+    )
+    failed = site.wait_status(run.id, RunStatus.FAILED, timeout=30)
+    assert failed.error is not None
+    assert "has no camera" in failed.error and "add the camera" in failed.error
+    assert desired_plans(site) == []
+
+
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize(
     ("setup", "expected"),
     [
