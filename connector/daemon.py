@@ -110,6 +110,28 @@ def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
         yield items[start : start + size]
 
 
+def check_secrets(config: ConnectorConfig, *, base: Path) -> None:
+    """Resolve every secret the enabled devices and the link need (relative ``file:``
+    references from ``base``).
+
+    Raises:
+        SecretError: one cannot be resolved; the message names the field, e.g.
+            ``cameras[0].password (camera gate): environment variable ... is not set``.
+    """
+    refs = [
+        (f"cameras[{i}].password (camera {c.id})", c.password)
+        for i, c in enumerate(config.cameras)
+        if c.enabled and c.password is not None
+    ]
+    if config.platform.password:
+        refs.append(("platform.password", config.platform.password))
+    for where, ref in refs:
+        try:
+            resolve_secret(ref, base=base)
+        except SecretError as err:
+            raise SecretError(f"{where}: {err}") from err
+
+
 @dataclass
 class ApplyReport:
     """What :meth:`Connector.apply_config` did, by device id."""
@@ -292,19 +314,7 @@ class Connector:
     # ------------------------------------------------------------------ configuration
 
     def _check_secrets(self, config: ConnectorConfig) -> None:
-        """Resolve every secret the running devices need; the error names the field."""
-        refs = [
-            (f"cameras[{i}].password (camera {c.id})", c.password)
-            for i, c in enumerate(config.cameras)
-            if c.enabled and c.password is not None
-        ]
-        if config.platform.password:
-            refs.append(("platform.password", config.platform.password))
-        for where, ref in refs:
-            try:
-                resolve_secret(ref, base=self.base)
-            except SecretError as err:
-                raise SecretError(f"{where}: {err}") from err
+        check_secrets(config, base=self.base)
 
     def _password(self, camera: CameraConfig) -> str | None:
         return None if camera.password is None else resolve_secret(camera.password, base=self.base)

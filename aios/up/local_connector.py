@@ -87,7 +87,7 @@ def start_local_connector(path: Path, fleet: FleetService, broker: BrokerAddress
             references cannot be resolved.
     """
     from connector.config import ConfigError, PlatformConfig, SecretError, load_config
-    from connector.daemon import Connector
+    from connector.daemon import Connector, check_secrets
 
     try:
         config = load_config(path)
@@ -111,6 +111,10 @@ def start_local_connector(path: Path, fleet: FleetService, broker: BrokerAddress
             "local connector: the broker uses TLS; run the connector on its own "
             "(aios-connector --config FILE) with its certificates"
         )
+    try:  # before anything is registered: a file that cannot run leaves no trace
+        check_secrets(config, base=path.resolve().parent)
+    except SecretError as err:
+        raise LocalConnectorError(f"local connector: {err}") from err
     registered = register_devices(fleet, config)
     if registered:
         log.info("local connector: registered devices", extra={"devices": registered})
