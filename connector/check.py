@@ -12,7 +12,9 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TextIO
 
@@ -148,27 +150,41 @@ def check_poller(device: ModbusDeviceConfig | SimulatedSensorConfig, kind: str) 
     return CheckRow(device.id, kind, device.describe(), result.ok, _detail(result, names))
 
 
+CHECK_WORKERS = 8
+"""Devices tried at the same time: a site's dead cameras each wait their whole timeout."""
+
+
 def run_checks(config: ConnectorConfig, *, base: Path, timeout: float = 10.0) -> list[CheckRow]:
-    """Try the platform and every enabled device; return one row each (config order)."""
-    checks: list[Callable[[], CheckRow]] = [
-        lambda: check_platform(config, base=base, timeout=timeout)
+    """Try the platform and every enabled device, several at once; return one row each,
+    in the configuration's order."""
+    checks: list[tuple[str, str, Callable[[], CheckRow]]] = [
+        (
+            config.connector.id,
+            "platform",
+            partial(check_platform, config, base=base, timeout=timeout),
+        )
     ]
     for camera in config.cameras:
         if camera.enabled:
-            checks.append(lambda c=camera: check_camera(c, base=base, timeout=timeout))  # type: ignore[misc]
+            checks.append(
+                (camera.id, "camera", partial(check_camera, camera, base=base, timeout=timeout))
+            )
     for plc in config.plcs:
         if plc.enabled:
-            checks.append(lambda p=plc: check_poller(p, "plc"))  # type: ignore[misc]
+            checks.append((plc.id, "plc", partial(check_poller, plc, "plc")))
     for sensor in config.sensors:
         if sensor.enabled:
-            checks.append(lambda s=sensor: check_poller(s, "sensor"))  # type: ignore[misc]
-    rows = []
-    for run in checks:
+            checks.append((sensor.id, "sensor", partial(check_poller, sensor, "sensor")))
+
+    def attempt(device: str, kind: str, check: Callable[[], CheckRow]) -> CheckRow:
         try:
-            rows.append(run())
+            return check()
         except Exception as err:  # a check that crashes is a failed row, not a traceback
-            rows.append(CheckRow("?", "?", "?", False, f"{type(err).__name__}: {err}"))
-    return rows
+            return CheckRow(device, kind, "", False, f"{type(err).__name__}: {err}")
+
+    with ThreadPoolExecutor(max_workers=CHECK_WORKERS, thread_name_prefix="check") as pool:
+        futures = [pool.submit(attempt, *item) for item in checks]
+        return [f.result() for f in futures]
 
 
 def print_table(rows: list[CheckRow], *, out: TextIO) -> None:

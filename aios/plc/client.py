@@ -23,6 +23,7 @@ pymodbus is imported when a client is built, so loading the node catalog does no
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
@@ -231,6 +232,14 @@ class ModbusClient:
         """
         from pymodbus.exceptions import ModbusException
 
+        port = self.connection.serial_port
+        local_port = self.connection.transport == "rtu" and port and "://" not in port
+        if local_port and port is not None and not os.path.exists(port):
+            raise ModbusConnectionError(
+                f"cannot connect to {self.connection.describe()}: serial port {port} "
+                "does not exist (check that the adapter is plugged in and its name, "
+                "e.g. ls /dev/serial/by-id/)"
+            )
         try:
             ok = self._client.connect()
         except (OSError, ModbusException) as err:

@@ -361,6 +361,10 @@ def _table_name(table: Table) -> str:
     return table.replace("_", " ") + "s"
 
 
+def _article(table: Table) -> str:
+    return "an" if table[0] in "aeiou" else "a"
+
+
 def reference_ranges(table: Table) -> str:
     """Return the valid reference forms of a table, e.g. ``"40001–49999 or 400001–465536"``."""
     p = _TABLE_PREFIX[table]
@@ -400,7 +404,8 @@ def parse_address(address: int | str, table: Table) -> int:
         )
     if ref_table != table:
         raise AddressError(
-            f"reference {text} is a {ref_table.replace('_', ' ')} reference ({prefix}xxxx), "
+            f"reference {text} is {_article(ref_table)} {ref_table.replace('_', ' ')} reference "
+            f"({prefix}xxxx), "
             f"but {_table_name(table)} use {reference_ranges(table)}"
         )
     limit = 9_999 if len(text) == 5 else ADDRESS_SPACE

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from pydantic import ValidationError
 from aios.events.task import PermanentError, TaskRequest, TaskServices, TransientError
 from aios.nodes import plc_write
 from aios.nodes.plc_write import RESTORE_NAMESPACE, PlcWriteAction
-from aios.plc.client import ModbusClient, ModbusConnection
+from aios.plc.client import ModbusClient, ModbusConnection, ModbusConnectionError
 from aios.plc.modbus import decode
 from aios.plc.simulator import ModbusSimulator, SimulatorRequest, start_simulator
 
@@ -431,3 +432,11 @@ def test_manifest_and_schema_export() -> None:
     assert exported["type"] == "aios/plc_write@1"
     assert exported["event_role"] == "action"
     assert "pulse_seconds" in exported["config_schema"]["properties"]
+
+
+def test_a_serial_port_that_does_not_exist_is_named(tmp_path: Path) -> None:
+    """An RTU link on a missing serial device says so, instead of a bare timeout."""
+    missing = str(tmp_path / "ttyUSB9")
+    client = ModbusClient(ModbusConnection(transport="rtu", serial_port=missing))
+    with pytest.raises(ModbusConnectionError, match=r"serial port .*ttyUSB9 does not exist"):
+        client.connect()

@@ -634,7 +634,7 @@ def test_modicon_references_and_pdu_addresses(register: str, table: str, pdu: in
         (
             "{name: r, address: 300001}",
             "address",
-            "reference 300001 is a input register reference",
+            "reference 300001 is an input register reference",
         ),
         (
             "{name: r, address: 65536}",
