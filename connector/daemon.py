@@ -200,6 +200,7 @@ class Connector:
             uploader=self.uploader,
         )
         self._desired: DesiredConfig | None = None
+        self._last_report: tuple[int, str] | None = None
 
     def _effective(self, config: ConnectorConfig) -> ConnectorConfig:
         if self._platform is None:
@@ -628,6 +629,12 @@ class Connector:
             accepted=not errors,
             error="; ".join(errors)[:2000] if errors else None,
         )
+        fingerprint = (desired.version, report_data.model_dump_json())
+        if fingerprint == self._last_report:
+            # the retained configuration again (every reconnection): same outcome, said once
+            log.debug("desired configuration v%d again: nothing changed", desired.version)
+            return
+        self._last_report = fingerprint
         log.info(
             "desired configuration v%d: plans started %s, updated %s, stopped %s%s",
             desired.version,

@@ -345,11 +345,13 @@ def test_heartbeats_telemetry_and_commands(
 
 
 def test_desired_stream_plans_start_stop_and_report(
+    *,
     mosquitto: MosquittoBroker,
     plc: ModbusSimulator,
     video: Path,
     tmp_path: Path,
     connectors: list[Connector],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     receiver = Receiver(mosquitto, [f"dt/aios/{GW}/events", f"dt/aios/{GW}/heartbeat"])
     try:
@@ -371,6 +373,32 @@ def test_desired_stream_plans_start_stop_and_report(
         ] == [("p1", "cam-1", "running")]
         worker = connector.plans.workers["p1"]
         wait_until(lambda: connector.plans.status()[0].frames >= 5, 15, "frames through plan p1")
+
+        # WHEN the link reconnects (the broker restarts) and the retained v1 comes again
+        def applied_v1() -> int:
+            return sum("desired configuration v1" in r.getMessage() for r in caplog.records)
+
+        caplog.set_level(logging.DEBUG, logger="connector.daemon")
+        applied = applied_v1()
+        mosquitto.restart()
+        wait_until(lambda: applied_v1() > applied, 30, "v1 applied again after reconnecting")
+        # (a heartbeat sent now is queued after any report of that application)
+        before = len(found(receiver, "heartbeat", device_id=None))
+        connector._send_heartbeats()
+        wait_until(
+            lambda: len(found(receiver, "heartbeat", device_id=None)) > before,
+            15,
+            "a heartbeat after the reconnection",
+        )
+        # THEN the same worker runs on and the outcome is not reported a second time
+        assert connector.plans.workers["p1"] is worker and worker.is_alive()
+        v1_reports = [
+            e
+            for d in found(receiver, "events")
+            for e in d["events"]
+            if e["type"] == "config.reported" and e["data"]["version"] == 1
+        ]
+        assert len(v1_reports) == 1
 
         # WHEN a new version without the plan is pushed
         mosquitto.publish(PLATFORM_IDENTITY, [desired(2, [])])
