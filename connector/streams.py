@@ -33,7 +33,6 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
-from aios.catalog.base import Category, Tier
 from aios.domain import DEVICE_ID_PATTERN
 from aios.messages import DeviceEventItem
 from aios.pipeline.document import PipelineDocument
@@ -108,15 +107,6 @@ def _catalog() -> Any:
     return CATALOG
 
 
-def _video_inputs(pipeline: ValidatedPipeline) -> list[str]:
-    return [
-        nid
-        for nid, r in pipeline.nodes.items()
-        if r.node_type.manifest.category is Category.INPUT
-        and r.node_type.manifest.tier is Tier.STREAM
-    ]
-
-
 def validate_plan(plan: StreamPlan) -> tuple[ValidatedPipeline, str]:
     """Validate the plan's pipeline; return it and the id of its video input node.
 
@@ -125,7 +115,7 @@ def validate_plan(plan: StreamPlan) -> tuple[ValidatedPipeline, str]:
         ValueError: the pipeline has no video input node, or more than one.
     """
     pipeline = validate_pipeline(plan.pipeline, _catalog())
-    inputs = _video_inputs(pipeline)
+    inputs = [r.id for r in pipeline.video_inputs()]
     if len(inputs) != 1:
         found = ", ".join(repr(i) for i in inputs) or "none"
         raise ValueError(

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from aios.catalog.base import Category, NodeConfig, NodeType, kinds_compatible
+from aios.catalog.base import Category, NodeConfig, NodeType, Tier, kinds_compatible
 from aios.catalog.registry import Catalog
 from aios.pipeline.document import PipelineDocument, PipelineEdge, PipelineNode
 
@@ -125,6 +125,15 @@ class ValidatedPipeline:
     order: tuple[str, ...]
     incoming: dict[str, tuple[PipelineEdge, ...]] = field(default_factory=dict)
     outgoing: dict[str, tuple[PipelineEdge, ...]] = field(default_factory=dict)
+
+    def video_inputs(self) -> list[ResolvedNode]:
+        """The video input nodes (input category, stream tier), in document order."""
+        return [
+            r
+            for r in self.nodes.values()
+            if r.node_type.manifest.category is Category.INPUT
+            and r.node_type.manifest.tier is Tier.STREAM
+        ]
 
     def downstream_of(self, node_id: str) -> set[str]:
         """Return the ids of every node reachable from ``node_id``, itself included."""

@@ -48,7 +48,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
 
-from aios.catalog.base import Category, Tier
 from aios.domain import DeviceKind
 from aios.messages import CONFIG_REPORTED, ConfigReport, DeviceEventItem
 from aios.nodes.camera_device import TYPE_ID, DeviceCameraConfig
@@ -101,15 +100,6 @@ class EdgeSource:
     connector_id: str
 
 
-def _video_inputs(pipeline: ValidatedPipeline) -> list[str]:
-    return [
-        nid
-        for nid, r in pipeline.nodes.items()
-        if r.node_type.manifest.category is Category.INPUT
-        and r.node_type.manifest.tier is Tier.STREAM
-    ]
-
-
 def fleet_cameras(pipeline: ValidatedPipeline) -> dict[str, str]:
     """The fleet camera nodes of ``pipeline``: node id → camera device id."""
     return {
@@ -133,7 +123,7 @@ def locate_sources(services: Services, pipeline: ValidatedPipeline) -> list[Edge
             parent is not a registered connector.
     """
     cameras = fleet_cameras(pipeline)
-    others = sorted(set(_video_inputs(pipeline)) - set(cameras))
+    others = sorted(set([r.id for r in pipeline.video_inputs()]) - set(cameras))
     if others:
         raise EdgePlacementError(
             "this pipeline mixes fleet cameras ("
@@ -187,7 +177,7 @@ def plan_document(pipeline: ValidatedPipeline, node_id: str) -> dict[str, Any]:
         EdgePlacementError: that part of the pipeline is not a valid pipeline by itself.
     """
     document = pipeline.document.model_dump(mode="json", by_alias=True, exclude_none=True)
-    if len(_video_inputs(pipeline)) == 1:
+    if len([r.id for r in pipeline.video_inputs()]) == 1:
         return document
     keep = pipeline.downstream_of(node_id)
     document["nodes"] = [n for n in document["nodes"] if n["id"] in keep]

@@ -90,7 +90,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aios.catalog.base import Category, Tier
+from aios.catalog.base import Tier
 from aios.domain import EventRecord, Run, RunStatus
 from aios.events.compiler import CompileError
 from aios.events.engine import ExecutionRecord
@@ -282,11 +282,7 @@ class LocalRun:
         executions = ExecutionLog(self.folder / "executions.jsonl")
         try:
             self.tier = self._event_tier(executions)
-            has_video = any(
-                r.node_type.manifest.category is Category.INPUT
-                and r.node_type.manifest.tier is Tier.STREAM
-                for r in self.pipeline.nodes.values()
-            )
+            has_video = bool(self.pipeline.video_inputs())
             if has_video and runs_at_edge(self.pipeline):
                 self.edge = self.launcher.edge_streams(self)
             elif has_video:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aios.catalog.base import Category, Tier
+from aios.catalog.base import Tier
 from aios.events.compiler import CompileError
 from aios.events.runtime import EventTier, ExecutionLog, SinkRecorder
 from aios.events.secrets import ChainSecretStore, EnvSecretStore, FileSecretStore, SecretStore
@@ -74,12 +74,7 @@ def override_source(pipeline: ValidatedPipeline, source: str) -> ValidatedPipeli
     """
     from aios.nodes import CATALOG
 
-    inputs = [
-        r
-        for r in pipeline.nodes.values()
-        if r.node_type.manifest.category is Category.INPUT
-        and r.node_type.manifest.tier is Tier.STREAM
-    ]
+    inputs = pipeline.video_inputs()
     if len(inputs) != 1:
         raise SourceOverrideError(
             f"--source needs a pipeline with exactly one video input; this one has {len(inputs)}"

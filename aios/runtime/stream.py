@@ -317,12 +317,7 @@ class StreamRunner:
         self.summary = RunSummary(nodes={nid: NodeStats() for nid in pipeline.nodes})
         self._lock = threading.Lock()
         make_evidence = evidence or (lambda _source_id: NoEvidence())
-        inputs = [
-            r
-            for r in pipeline.nodes.values()
-            if r.node_type.manifest.category is Category.INPUT
-            and r.node_type.manifest.tier is Tier.STREAM
-        ]
+        inputs = pipeline.video_inputs()
         if not inputs:
             raise RunError("the pipeline has no video input node; nothing to run")
         unknown = sorted(set(self.sources) - {s.id for s in inputs})
