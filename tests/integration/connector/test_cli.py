@@ -13,18 +13,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from mosquitto import MosquittoBroker, Receiver, free_port, wait_until
 
-from aios import assets
 from aios.plc.modbus import encode
-from aios.plc.simulator import ModbusSimulator, start_simulator
+from aios.plc.simulator import ModbusSimulator
 from connector.queue import OutboundQueue
 
 GW = "gw-cli"
@@ -34,20 +31,6 @@ SECRET_FORMS = (SECRET, "Pa55%3Aw%40rd%2Fsecret", "Pa55")
 RUN_TIMEOUT = 60.0
 STOP_BOUND = 15.0
 """Longest a SIGTERM'd daemon may take to exit (devices stop, queue flushes ≤ 5 s)."""
-
-
-@pytest.fixture(scope="module")
-def video() -> Path:
-    try:
-        return assets.path("vtest.avi")
-    except Exception as err:  # no network and not cached
-        pytest.skip(f"vtest.avi is not available: {err}")
-
-
-@pytest.fixture
-def plc() -> Iterator[ModbusSimulator]:
-    with start_simulator(coils=16, holding_registers=100) as sim:
-        yield sim
 
 
 def env() -> dict[str, str]:

@@ -20,10 +20,9 @@ import pytest
 import yaml
 from mosquitto import PLATFORM_IDENTITY, MosquittoBroker, Receiver, wait_until
 
-from aios import assets
 from aios.messages import CommandRequest, DesiredConfig
 from aios.plc.modbus import encode
-from aios.plc.simulator import ModbusSimulator, start_simulator
+from aios.plc.simulator import ModbusSimulator
 from connector import __version__
 from connector.config import ConfigError, ConnectorConfig, parse_config
 from connector.daemon import FIRMWARE, Connector
@@ -31,20 +30,6 @@ from connector.queue import OutboundQueue
 
 GW = "gw-1"
 POS = {"x": 0, "y": 0}
-
-
-@pytest.fixture(scope="module")
-def video() -> Path:
-    try:
-        return assets.path("vtest.avi")
-    except Exception as err:  # no network and not cached
-        pytest.skip(f"vtest.avi is not available: {err}")
-
-
-@pytest.fixture
-def plc() -> Iterator[ModbusSimulator]:
-    with start_simulator(coils=16, holding_registers=100) as sim:
-        yield sim
 
 
 def platform_section(broker: MosquittoBroker, **fields: Any) -> dict[str, Any]:

@@ -15,9 +15,7 @@ from typing import Any
 
 import pytest
 
-from aios import assets
 from aios.messages import EVENT_TYPE_PATTERN, DeviceEventItem
-from aios.vision.model_store import resolve_model_path
 from connector.cameras import CameraWorker
 from connector.config import CameraConfig
 from connector.media import MediaUploader
@@ -33,22 +31,6 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-
-
-@pytest.fixture(scope="module")
-def video() -> Path:
-    try:
-        return assets.path("vtest.avi")
-    except Exception as err:  # no network and not cached
-        pytest.skip(f"vtest.avi is not available: {err}")
-
-
-@pytest.fixture(scope="module")
-def model() -> Path:
-    try:
-        return resolve_model_path(None)
-    except Exception as err:
-        pytest.skip(f"the default detection model is not available: {err}")
 
 
 def closed_port() -> int:

@@ -19,9 +19,6 @@ from typing import Any
 import httpx
 import pytest
 
-from aios import assets
-from aios.vision.model_store import resolve_model_path
-
 START_TIMEOUT = 120.0
 WAIT = 120.0
 """The connector loads the model on the plan's first start (≈10 s on 2 idle cores)."""
@@ -166,22 +163,6 @@ class Up:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(10)
-
-
-@pytest.fixture(scope="module")
-def video() -> Path:
-    try:
-        return assets.path("vtest.avi")
-    except Exception as err:
-        pytest.skip(f"vtest.avi is not available: {err}")
-
-
-@pytest.fixture(scope="module")
-def model() -> Path:
-    try:
-        return resolve_model_path(None)
-    except Exception as err:
-        pytest.skip(f"the default detection model is not available: {err}")
 
 
 @pytest.fixture

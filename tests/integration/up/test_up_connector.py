@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +20,11 @@ import yaml
 from up_support import free_port, wait_until
 
 from aios.plc.modbus import encode
-from aios.plc.simulator import ModbusSimulator, start_simulator
+from aios.plc.simulator import ModbusSimulator
 
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 20.0
 CONNECTOR = "local-gw"
-
-
-@pytest.fixture
-def plc() -> Iterator[ModbusSimulator]:
-    with start_simulator(coils=16, holding_registers=100) as sim:
-        yield sim
 
 
 def connector_file(folder: Path, plc: ModbusSimulator) -> Path:
