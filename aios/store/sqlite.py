@@ -340,6 +340,39 @@ def _casefold(value: object) -> str | None:
     return value.casefold() if isinstance(value, str) else None
 
 
+def _locked(err: BaseException) -> bool:
+    return isinstance(err, sqlite3.OperationalError) and "locked" in str(err)
+
+
+def _enter_wal(conn: sqlite3.Connection, timeout_seconds: float) -> str:
+    """Switch ``conn``'s database to WAL journal mode; return the mode now in force.
+
+    Changing the journal mode needs an exclusive lock, and SQLite answers SQLITE_BUSY at
+    once — without its busy handler — when another connection holds any lock meanwhile
+    (processes or threads opening a new file together: the first one is creating the
+    schema). So the change is retried, with jittered backoff, for up to the busy timeout.
+
+    Raises:
+        sqlite3.OperationalError: still locked after ``timeout_seconds``, or another error.
+    """
+    from tenacity import (
+        Retrying,
+        retry_if_exception,
+        stop_after_delay,
+        wait_random_exponential,
+    )
+
+    for attempt in Retrying(
+        retry=retry_if_exception(_locked),
+        stop=stop_after_delay(timeout_seconds),
+        wait=wait_random_exponential(multiplier=0.01, max=0.5),
+        reraise=True,
+    ):
+        with attempt:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+    raise AssertionError("unreachable: tenacity re-raises the last error")
+
+
 class _Database:
     """The shared connection, its lock, and transaction and paging helpers."""
 
@@ -360,7 +393,7 @@ class _Database:
         try:
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_seconds * 1000)}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = _enter_wal(conn, busy_timeout_seconds)
             if str(mode).lower() != ("memory" if in_memory else "wal"):
                 raise StoreError(f"could not put {path} in WAL journal mode (got {mode!r})")
             conn.execute("PRAGMA synchronous = FULL")
