@@ -186,6 +186,19 @@ class ApiResolver(APIGatewayRestResolver):
     def _is_registered(self, route: Route) -> bool:
         return any(route is r for r in self.registered_routes())
 
+    def bearer_token(self, missing: str) -> str:
+        """The token of the request's ``Authorization: Bearer <token>`` header.
+
+        Raises:
+            Unauthorized: no such header (code ``unauthenticated``); ``missing`` says what
+                to send.
+        """
+        header = self.current_event.headers.get("authorization") or ""
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized(missing, code="unauthenticated")
+        return token.strip()
+
     def _gate(self, route: Route) -> Permission | None:
         """Check host, token and role; return the route's permission."""
         if not host_allowed(
@@ -200,16 +213,12 @@ class ApiResolver(APIGatewayRestResolver):
             return None  # unknown route (404) or CORS preflight
         if permission.role is None:
             return permission
-        header = self.current_event.headers.get("authorization") or ""
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorized(
-                "sign in: send 'Authorization: Bearer <access token>' "
-                "(POST /api/v1/auth/login gives one)",
-                code="unauthenticated",
-            )
+        token = self.bearer_token(
+            "sign in: send 'Authorization: Bearer <access token>' "
+            "(POST /api/v1/auth/login gives one)"
+        )
         try:
-            principal = self.auth.authenticate(token.strip())
+            principal = self.auth.authenticate(token)
         except AuthFailed as err:
             if err.reason == "expired":
                 raise Unauthorized(

@@ -208,16 +208,12 @@ def register_upload(app: ApiResolver) -> None:
     @binary_response
     def upload_media(run_id: RunId, kind: Kind, name: Name) -> Response[Any]:
         event = app.current_event
-        header = event.headers.get("authorization") or ""
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorized(
-                "send the run's upload grant: 'Authorization: Bearer <grant>' (it is in the "
-                "run's stream plan)",
-                code="unauthenticated",
-            )
+        token = app.bearer_token(
+            "send the run's upload grant: 'Authorization: Bearer <grant>' (it is in the "
+            "run's stream plan)"
+        )
         try:
-            grant = app.auth.upload_grant(token.strip())
+            grant = app.auth.upload_grant(token)
         except AuthFailed as err:
             if err.reason == "expired":
                 raise Unauthorized("the upload grant expired", code="token_expired") from None
