@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from zone_pipelines import POS, person_zone_pipeline
 
 from aios.messages import EVENT_TYPE_PATTERN, DeviceEventItem
 from connector.cameras import CameraWorker
 from connector.config import CameraConfig
 from connector.media import MediaUploader
 from connector.streams import StreamPlan, StreamPlanManager, parse_plans
-
-POS = {"x": 0, "y": 0}
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
@@ -113,54 +112,13 @@ def motion_pipeline(name: str, threshold: float = 0.002) -> dict[str, Any]:
 
 def zone_pipeline(name: str, *, snapshot: bool) -> dict[str, Any]:
     """camera → person detection + tracking → zone (most of the frame) → dashboard."""
-    return {
-        "name": name,
-        "nodes": [
-            {
-                "id": "cam",
-                "type": "aios/camera.rtsp@1",
-                "config": {"host": "bound"},
-                "position": POS,
-            },
-            {
-                "id": "detect",
-                "type": "aios/object_detection@1",
-                "config": {"classes": ["person"], "min_confidence": 0.3},
-                "position": POS,
-            },
-            {
-                "id": "zone",
-                "type": "aios/zone@1",
-                "config": {
-                    "name": "floor",
-                    "polygon": [[0.02, 0.02], [0.98, 0.02], [0.98, 0.98], [0.02, 0.98]],
-                    "evidence": {"snapshot": snapshot, "clip": False},
-                },
-                "position": POS,
-            },
-            {"id": "dash", "type": "aios/dashboard@1", "config": {}, "position": POS},
-        ],
-        "edges": [
-            {
-                "source": "cam",
-                "sourceHandle": "frames",
-                "target": "detect",
-                "targetHandle": "frames",
-            },
-            {
-                "source": "detect",
-                "sourceHandle": "detections",
-                "target": "zone",
-                "targetHandle": "detections",
-            },
-            {
-                "source": "zone",
-                "sourceHandle": "events",
-                "target": "dash",
-                "targetHandle": "events",
-            },
-        ],
-    }
+    return person_zone_pipeline(
+        name,
+        {"type": "aios/camera.rtsp@1", "config": {"host": "bound"}},
+        zone="floor",
+        polygon=[[0.02, 0.02], [0.98, 0.02], [0.98, 0.98], [0.02, 0.98]],
+        snapshot=snapshot,
+    )
 
 
 def plan(

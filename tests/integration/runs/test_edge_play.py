@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from zone_pipelines import person_zone_pipeline
 
 START_TIMEOUT = 120.0
 WAIT = 120.0
@@ -25,7 +26,6 @@ WAIT = 120.0
 
 CONNECTOR = "site-gw"
 CAMERA = "courtyard"
-POS = {"x": 0, "y": 0}
 
 
 def free_port() -> int:
@@ -46,55 +46,13 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
 
 def fleet_camera_pipeline(camera: str = CAMERA) -> dict[str, Any]:
     """fleet camera → person detection → zone (whole frame, snapshots) → dashboard."""
-    return {
-        "schemaVersion": 1,
-        "name": "Courtyard at the edge",
-        "nodes": [
-            {
-                "id": "cam",
-                "type": "aios/camera.device@1",
-                "config": {"device_id": camera},
-                "position": POS,
-            },
-            {
-                "id": "detect",
-                "type": "aios/object_detection@1",
-                "config": {"classes": ["person"], "min_confidence": 0.3},
-                "position": POS,
-            },
-            {
-                "id": "zone",
-                "type": "aios/zone@1",
-                "config": {
-                    "name": "courtyard",
-                    "polygon": [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]],
-                    "evidence": {"snapshot": True, "clip": False},
-                },
-                "position": POS,
-            },
-            {"id": "dash", "type": "aios/dashboard@1", "config": {}, "position": POS},
-        ],
-        "edges": [
-            {
-                "source": "cam",
-                "sourceHandle": "frames",
-                "target": "detect",
-                "targetHandle": "frames",
-            },
-            {
-                "source": "detect",
-                "sourceHandle": "detections",
-                "target": "zone",
-                "targetHandle": "detections",
-            },
-            {
-                "source": "zone",
-                "sourceHandle": "events",
-                "target": "dash",
-                "targetHandle": "events",
-            },
-        ],
-    }
+    return person_zone_pipeline(
+        "Courtyard at the edge",
+        {"type": "aios/camera.device@1", "config": {"device_id": camera}},
+        zone="courtyard",
+        polygon=[[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]],
+        snapshot=True,
+    )
 
 
 class Up:
