@@ -4,44 +4,22 @@ pipeline on that fleet camera is played and stopped through the API."""
 
 from __future__ import annotations
 
-import os
-import re
 import signal
-import socket
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from up_process import UpProcess
+from up_support import wait_until
 from zone_pipelines import person_zone_pipeline
 
-START_TIMEOUT = 120.0
 WAIT = 120.0
 """The connector loads the model on the plan's first start (≈10 s on 2 idle cores)."""
 
 CONNECTOR = "site-gw"
 CAMERA = "courtyard"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}"
-        time.sleep(0.2)
 
 
 def fleet_camera_pipeline(camera: str = CAMERA) -> dict[str, Any]:
@@ -55,76 +33,8 @@ def fleet_camera_pipeline(camera: str = CAMERA) -> dict[str, Any]:
     )
 
 
-class Up:
-    """``python -m aios.cli up --connector FILE`` on free loopback ports."""
-
-    def __init__(self, data_dir: Path, connector_file: Path, workdir: Path) -> None:
-        self.http_port = free_port()
-        self.broker_port = free_port()
-        self.data_dir = data_dir
-        self.connector_file = connector_file
-        self.workdir = workdir
-        self.stdout: list[str] = []
-        self.stderr_path = workdir / "aios-up.stderr.log"
-        self.proc: subprocess.Popen[str] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AIOS_")}
-        env |= {
-            "AIOS_DATA_DIR": str(self.data_dir),
-            "AIOS_PORT": str(self.http_port),
-            "AIOS_BROKER_PORT": str(self.broker_port),
-            "AIOS_LOG_LEVEL": "INFO",
-            "PYTHONUNBUFFERED": "1",
-        }
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "aios.cli", "up", "--connector", str(self.connector_file)],
-            cwd=self.workdir,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=self.stderr_path.open("w"),
-            text=True,
-        )
-        threading.Thread(target=self._read, daemon=True).start()
-        deadline = time.monotonic() + START_TIMEOUT
-        while "AIOS is up." not in self.stdout:
-            if self.proc.poll() is not None:
-                pytest.fail(f"aios up exited with {self.proc.returncode}:\n{self.stderr()}")
-            assert time.monotonic() < deadline, f"aios up did not start:\n{self.stderr()}"
-            time.sleep(0.1)
-
-    def _read(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.stdout.append(line.rstrip("\n"))
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text()[-6000:]
-
-    def admin_password(self) -> str:
-        for line in self.stdout:
-            match = re.match(r"\s*password: (\S+)", line)
-            if match:
-                return match[1]
-        raise AssertionError("no admin password printed")
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
 @pytest.fixture
-def up(tmp_path: Path, video: Path, model: Path) -> Iterator[Up]:
+def up(tmp_path: Path, video: Path, model: Path) -> Iterator[UpProcess]:
     connector_file = tmp_path / "connector.yaml"
     connector_file.write_text(
         f"connector:\n  id: {CONNECTOR}\n  name: Site gateway\n"
@@ -132,16 +42,18 @@ def up(tmp_path: Path, video: Path, model: Path) -> Iterator[Up]:
         "heartbeat_seconds: 2\n"
         f"cameras:\n  - id: {CAMERA}\n    name: Courtyard\n    url: {video}\n"
     )
-    process = Up(tmp_path / "data", connector_file, tmp_path)
+    process = UpProcess(tmp_path / "data", tmp_path, args=("--connector", str(connector_file)))
     process.start()
     try:
         yield process
     finally:
-        process.stop()
+        if process.proc is not None and process.proc.poll() is None:
+            process.signal(signal.SIGINT)
+        process.cleanup()
 
 
 class Api:
-    def __init__(self, up: Up) -> None:
+    def __init__(self, up: UpProcess) -> None:
         self.client = httpx.Client(base_url=up.url, timeout=30.0)
         res = self.client.post(
             "/api/v1/auth/login",
@@ -167,14 +79,16 @@ def plans_of(device: dict[str, Any], key: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.timeout(300)
-def test_play_runs_the_stream_tier_on_the_connector_and_stop_removes_the_plan(up: Up) -> None:
+def test_play_runs_the_stream_tier_on_the_connector_and_stop_removes_the_plan(
+    up: UpProcess,
+) -> None:
     """Play of a fleet-camera pipeline pushes the plan to the camera's connector, which
     runs it: events reach the run (stored, counted, on the dashboard) with snapshots that
     the API serves; Stop removes the plan and the connector stops its worker."""
     api = Api(up)
     connector_path = f"/api/v1/devices/{CONNECTOR}"
     # GIVEN the connector's camera registered as a fleet camera and a pipeline on it
-    camera = wait_for(lambda: api.get(f"/api/v1/devices/{CAMERA}"), 30, "the camera")
+    camera = wait_until(lambda: api.get(f"/api/v1/devices/{CAMERA}"), 30, "the camera")
     assert camera["parent_id"] == CONNECTOR
     pipeline = api.post("/api/v1/pipelines", fleet_camera_pipeline(), status=201)
     # WHEN it is played
@@ -182,7 +96,7 @@ def test_play_runs_the_stream_tier_on_the_connector_and_stop_removes_the_plan(up
     run_id = run["id"] if "id" in run else run["run"]["id"]
     plan_id = f"{run_id}.cam"
     # THEN the connector's desired configuration holds the plan for this run
-    desired = wait_for(
+    desired = wait_until(
         lambda: plans_of(api.get(connector_path), "desired_config"), 30, "the plan pushed"
     )
     assert [(p["plan_id"], p["camera_id"], p["run_id"]) for p in desired] == [
@@ -193,7 +107,7 @@ def test_play_runs_the_stream_tier_on_the_connector_and_stop_removes_the_plan(up
     assert media["headers"]["Authorization"].startswith("Bearer ")
     assert desired[0]["pipeline"]["nodes"][0]["type"] == "aios/camera.device@1"
     # AND the connector runs it and reports so
-    wait_for(
+    wait_until(
         lambda: any(
             p.get("plan_id") == plan_id and p.get("state") == "running"
             for p in plans_of(api.get(connector_path), "reported_config")
@@ -202,13 +116,13 @@ def test_play_runs_the_stream_tier_on_the_connector_and_stop_removes_the_plan(up
         "the connector to report the plan running",
     )
     # AND the run is running, its events are stored with snapshots the API serves
-    wait_for(lambda: api.get(f"/api/v1/runs/{run_id}")["status"] == "running", WAIT, "running")
+    wait_until(lambda: api.get(f"/api/v1/runs/{run_id}")["status"] == "running", WAIT, "running")
 
     def events_with_snapshots() -> list[dict[str, Any]]:
         items = api.get("/api/v1/events", run_id=run_id)["items"]
         return [e for e in items if e["data"].get("snapshot_url")]
 
-    events = wait_for(events_with_snapshots, WAIT, "events with snapshots")
+    events = wait_until(events_with_snapshots, WAIT, "events with snapshots")
     event = events[0]
     assert event["type"] == "zone.enter" and event["node_id"] == "zone"
     assert event["source_id"] == "cam"
@@ -219,11 +133,11 @@ def test_play_runs_the_stream_tier_on_the_connector_and_stop_removes_the_plan(up
         res = api.client.get(event["data"]["snapshot_url"])
         return res if res.status_code == 200 else None
 
-    res = wait_for(snapshot, 60, "the snapshot uploaded")
+    res = wait_until(snapshot, 60, "the snapshot uploaded")
     assert res.headers["content-type"] == "image/jpeg"
     assert res.content[:3] == b"\xff\xd8\xff" and len(res.content) > 5000
     # AND the run's counters move
-    counters = wait_for(
+    counters = wait_until(
         lambda: (
             (c := api.get(f"/api/v1/runs/{run_id}")["counters"])
             and c.get("events_stored", 0) >= 1
@@ -236,10 +150,10 @@ def test_play_runs_the_stream_tier_on_the_connector_and_stop_removes_the_plan(up
     assert counters["executions"]["succeeded"] >= 1
     # WHEN it is stopped
     api.post(f"/api/v1/pipelines/{pipeline['id']}/stop", status=202)
-    wait_for(lambda: api.get(f"/api/v1/runs/{run_id}")["status"] == "stopped", 60, "stopped")
+    wait_until(lambda: api.get(f"/api/v1/runs/{run_id}")["status"] == "stopped", 60, "stopped")
     # THEN the plan is gone from the desired configuration, and the connector stopped it
     assert plans_of(api.get(connector_path), "desired_config") == []
-    wait_for(
+    wait_until(
         lambda: (
             plans_of(api.get(connector_path), "reported_config") == []
             and api.get(connector_path)["reported_version"]

@@ -5,25 +5,19 @@ simulated sensor."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import yaml
+from up_process import STOP_TIMEOUT, UpProcess
 from up_support import free_port, wait_until
 
 from aios.plc.modbus import encode
 from aios.plc.simulator import ModbusSimulator
 
-START_TIMEOUT = 90.0
-STOP_TIMEOUT = 20.0
 CONNECTOR = "local-gw"
 
 
@@ -75,71 +69,15 @@ def connector_file(folder: Path, plc: ModbusSimulator) -> Path:
     return path
 
 
-class Up:
-    """``python -m aios.cli up --connector FILE`` on free loopback ports."""
-
-    def __init__(self, folder: Path, connector: Path) -> None:
-        self.http_port = free_port()
-        self.broker_port = free_port()
-        self.stdout: list[str] = []
-        self.stderr_path = folder / "up-stderr.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AIOS_")}
-        env |= {
-            "AIOS_DATA_DIR": str(folder / "data"),
-            "AIOS_PORT": str(self.http_port),
-            "AIOS_BROKER_PORT": str(self.broker_port),
-            "AIOS_LOG_LEVEL": "INFO",
-            "PYTHONUNBUFFERED": "1",
-        }
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "aios.cli", "up", "--connector", str(connector)],
-            cwd=folder,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=self.stderr_path.open("w"),
-            text=True,
-        )
-        threading.Thread(target=self._read, daemon=True).start()
-        deadline = time.monotonic() + START_TIMEOUT
-        while "AIOS is up." not in self.stdout:
-            if self.proc.poll() is not None:
-                pytest.fail(f"aios up exited with {self.proc.returncode}:\n{self.stderr()}")
-            assert time.monotonic() < deadline, f"aios up did not start:\n{self.stderr()}"
-            time.sleep(0.05)
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.stdout.append(line.rstrip("\n"))
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(encoding="utf-8")
-
-    def password(self) -> str:
-        for line in self.stdout:
-            if line.strip().startswith("password: "):
-                return line.split("password: ", 1)[1].strip()
-        raise AssertionError("no admin password printed:\n" + "\n".join(self.stdout))
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(STOP_TIMEOUT)
-
-
 def test_up_runs_the_local_connector(plc: ModbusSimulator, tmp_path: Path) -> None:
     plc.set_holding_registers(0, encode(42.5, "float32", "CDAB"))
     path = connector_file(tmp_path, plc)
-    up = Up(tmp_path, path)
+    up = UpProcess(tmp_path / "data", tmp_path, args=("--connector", str(path))).start()
     try:
         base = up.url
         login = httpx.post(
             f"{base}/api/v1/auth/login",
-            json={"username": "admin", "password": up.password()},
+            json={"username": "admin", "password": up.admin_password()},
             timeout=30,
         )
         assert login.status_code == 200, login.text
@@ -210,6 +148,7 @@ def test_up_runs_the_local_connector(plc: ModbusSimulator, tmp_path: Path) -> No
 
         # WHEN SIGTERM
         started = time.monotonic()
+        assert up.proc is not None
         up.proc.send_signal(signal.SIGTERM)
         # THEN it exits 0 within seconds, the local connector stopped before the broker
         assert up.proc.wait(STOP_TIMEOUT) == 0, up.stderr()
@@ -220,4 +159,4 @@ def test_up_runs_the_local_connector(plc: ModbusSimulator, tmp_path: Path) -> No
         steps = [e["step"] for e in logs if e["message"] == "shutdown step done"]
         assert steps.index("local connector") < steps.index("broker")
     finally:
-        up.kill()
+        up.cleanup()
