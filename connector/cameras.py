@@ -20,7 +20,6 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Literal
 
 from aios.vision.sources import (
@@ -430,8 +429,3 @@ class CameraWorker:
         with self._lock:
             self._state = "stopped"
         log.info("camera %s: stopped", self.camera.id)
-
-
-def file_camera_path(camera: CameraConfig) -> Path | None:
-    """The video file a file camera plays, ``None`` for an RTSP camera."""
-    return Path(camera_url(camera)) if camera.is_file else None
