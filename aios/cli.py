@@ -395,6 +395,26 @@ def assets_fetch_command(
         typer.echo(f"{name}\t{path}")
 
 
+@app.command("openapi")
+def openapi_command() -> None:
+    """Print the REST API's OpenAPI document (JSON), as served at ``/openapi.json``."""
+    import tempfile
+
+    from aios.api.app import create_app
+    from aios.config import Settings
+    from aios.services import Services
+    from aios.store.factory import open_store
+
+    with tempfile.TemporaryDirectory(prefix="aios-openapi-") as folder:
+        settings = Settings(data_dir=Path(folder), jwt_secret="x" * 48)
+        store = open_store(settings)
+        try:
+            app = create_app(Services(store=store, settings=settings))
+            typer.echo(json.dumps(json.loads(app.get_openapi_json_schema()), indent=2))
+        finally:
+            store.close()
+
+
 @app.command("up")
 def up_command(
     config: Annotated[

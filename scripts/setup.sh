@@ -28,10 +28,11 @@ fi
 
 if [[ $DEV -eq 1 ]]; then
   # GStreamer's RTSP server is the real RTSP peer of the camera tests; Mosquitto is the
-  # MQTT 5 broker of the ingestion and connector tests (started by the tests themselves).
+  # MQTT 5 broker of the ingestion and connector tests (started by the tests themselves);
+  # Chromium is the browser Playwright drives in the console's end-to-end tests.
   SYSTEM_PACKAGES=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp
     gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
-    gstreamer1.0-plugins-ugly gstreamer1.0-libav mosquitto)
+    gstreamer1.0-plugins-ugly gstreamer1.0-libav mosquitto chromium)
   missing=()
   for pkg in "${SYSTEM_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -69,3 +70,19 @@ log "Creating .venv from uv.lock"
 log "Fetching the default detection model and the demo assets"
 .venv/bin/aios models fetch >/dev/null
 .venv/bin/aios assets fetch >/dev/null
+
+# The web console (web/, React + Vite): npm packages from package-lock.json, then the build
+# that `aios up` serves at /.
+if ! command -v npm >/dev/null 2>&1; then
+  log "npm is missing: install Node.js 20 (Debian: apt-get install nodejs npm)"
+  exit 1
+fi
+if [[ ! -d web/node_modules ]] || [[ web/package-lock.json -nt web/node_modules/.package-lock.json ]]; then
+  log "Installing the console's npm packages"
+  npm --prefix web ci --no-audit --no-fund --loglevel=error >/dev/null
+fi
+log "Building the console (web/dist)"
+if ! build_log=$(npm --prefix web run build 2>&1); then
+  printf '%s\n' "$build_log" >&2
+  exit 1
+fi

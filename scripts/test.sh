@@ -8,5 +8,7 @@ echo "==> ruff" >&2
 .venv/bin/ruff format --check aios tests
 echo "==> mypy (strict on aios/)" >&2
 .venv/bin/mypy aios
+echo "==> vitest (the console's units)" >&2
+npm --prefix web test --silent
 echo "==> pytest" >&2
 .venv/bin/pytest "$@"

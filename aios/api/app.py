@@ -391,12 +391,13 @@ class ApiResolver(APIGatewayRestResolver):
         return self._call_route(route=route, route_arguments={})
 
     def get_openapi_schema(self, *args: Any, **kwargs: Any) -> OpenAPI:
-        """Powertools' OpenAPI document without its ``HTTPValidationError`` and
-        ``ValidationError`` schemas: every error of this API, 422 included, has the
-        ``{"error": {...}}`` shape each operation documents."""
+        """Powertools' OpenAPI document without its ``HTTPValidationError``,
+        ``ValidationError`` and ``ResponseValidationError`` schemas: every error of this API,
+        422 included, has the ``{"error": {...}}`` shape each operation documents (and the
+        last one would otherwise point at the removed ``ValidationError``)."""
         spec = super().get_openapi_schema(*args, **kwargs)
         if spec.components is not None and spec.components.schemas:
-            for name in ("HTTPValidationError", "ValidationError"):
+            for name in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
                 spec.components.schemas.pop(name, None)
         return spec
 

@@ -1,0 +1,52 @@
+"""Helpers of the console's end-to-end tests (``tests/e2e/console``): the REST API for
+arranging what the browser then shows, screenshots as artifacts, signing in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "out" / "test-artifacts" / "console"
+UI_TIMEOUT_MS = 20_000
+"""How long a page element may take to appear (the demo runs detection on 2 cores)."""
+
+
+class Api:
+    """The demo's REST API for arranging what the browser then shows."""
+
+    def __init__(self, base_url: str, username: str, password: str) -> None:
+        self.client = httpx.Client(base_url=base_url + "/api/v1", timeout=30)
+        tokens = self.client.post("/auth/login", json={"username": username, "password": password})
+        tokens.raise_for_status()
+        self.client.headers["Authorization"] = f"Bearer {tokens.json()['access_token']}"
+
+    def get(self, path: str, **params: Any) -> Any:
+        response = self.client.get(path, params=params)
+        response.raise_for_status()
+        return response.json()
+
+    def post(self, path: str, body: Any) -> Any:
+        response = self.client.post(path, json=body)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+
+def shot(page: Any, name: str) -> Path:
+    """Save a full-page screenshot as a test artifact."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def sign_in(page: Any, username: str, password: str) -> None:
+    """Sign in through the login form and wait for the dashboard."""
+    page.goto("/login")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("navigation").wait_for()
+    page.wait_for_url("**/")
