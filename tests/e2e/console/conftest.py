@@ -20,7 +20,7 @@ from up_process import UpProcess
 from up_support import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
-WEB_DIST = ROOT / "web" / "dist"
+WEB_DIST = Path(os.environ.get("AIOS_TEST_WEB_DIST", ROOT / "web" / "dist"))
 CHROMIUM = os.environ.get("AIOS_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
