@@ -63,6 +63,9 @@ CLIP_UPLOAD_MARGIN_SECONDS = 2.0
 """A clip is uploaded this long after its post-event seconds have passed."""
 
 PlanState = Literal["running", "waiting_for_camera", "failed", "stopped"]
+FrameListener = Callable[[Frame, Mapping[tuple[str, str], Any], Sequence[Any]], None]
+"""Watches a plan's frames: the frame, its port values (detections among them) and the
+plan's overlays (nodes drawing zones and lines with ``draw(image)``)."""
 
 EVENT_SEVERITY: dict[str, Literal["info", "warning", "critical"]] = {
     "zone.enter": "warning",
@@ -480,11 +483,21 @@ class _PlanWorker:
             )
             return recorder
 
-        def on_frame(_source_id: str, frame: Frame, *_: Any) -> None:
+        def on_frame(
+            _source_id: str,
+            frame: Frame,
+            values: Mapping[tuple[str, str], Any],
+            overlays: Sequence[Any],
+        ) -> None:
             if recorder is not None:
                 recorder.on_frame(frame)
             sink.flush()
             self.frames += 1
+            for listener in self.manager.frame_listeners(plan.camera_id):
+                try:
+                    listener(frame, values, overlays)
+                except Exception:
+                    log.exception("plan %s: a frame listener failed", plan.plan_id)
 
         source = camera.subscribe(source_id=self.input_id)
         try:
@@ -559,6 +572,30 @@ class StreamPlanManager:
         self._workers: dict[str, _PlanWorker] = {}
         self._failed: dict[str, PlanStatus] = {}
         self._lock = threading.Lock()
+        self._listeners: dict[str, list[FrameListener]] = {}
+
+    def add_frame_listener(self, camera_id: str, listener: FrameListener) -> Callable[[], None]:
+        """Call ``listener(frame, port values, overlays)`` from the plan threads after each
+        frame a plan processes on ``camera_id`` (the live view draws the plan's boxes, zones
+        and lines with it). It must return quickly and change nothing it is given; an
+        exception it raises is logged. Returns the function that removes it."""
+        with self._lock:
+            self._listeners.setdefault(camera_id, []).append(listener)
+
+        def remove() -> None:
+            with self._lock:
+                listeners = self._listeners.get(camera_id, [])
+                if listener in listeners:
+                    listeners.remove(listener)
+                if not listeners:
+                    self._listeners.pop(camera_id, None)
+
+        return remove
+
+    def frame_listeners(self, camera_id: str) -> list[FrameListener]:
+        """The listeners of ``camera_id``'s plans (a copy)."""
+        with self._lock:
+            return list(self._listeners.get(camera_id, ()))
 
     @property
     def workers(self) -> dict[str, threading.Thread]:
