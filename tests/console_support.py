@@ -15,22 +15,33 @@ UI_TIMEOUT_MS = 20_000
 
 
 class Api:
-    """The demo's REST API for arranging what the browser then shows."""
+    """The demo's REST API for arranging what the browser then shows. Signs in again when
+    the access token (15 minutes) has expired during a long session."""
 
     def __init__(self, base_url: str, username: str, password: str) -> None:
         self.client = httpx.Client(base_url=base_url + "/api/v1", timeout=30)
-        tokens = self.client.post("/auth/login", json={"username": username, "password": password})
+        self._credentials = {"username": username, "password": password}
+        self._sign_in()
+
+    def _sign_in(self) -> None:
+        tokens = self.client.post("/auth/login", json=self._credentials)
         tokens.raise_for_status()
         self.client.headers["Authorization"] = f"Bearer {tokens.json()['access_token']}"
 
-    def get(self, path: str, **params: Any) -> Any:
-        response = self.client.get(path, params=params)
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Send a request; on 401 sign in once more and send it again."""
+        response = self.client.request(method, path, **kwargs)
+        if response.status_code == 401:
+            self._sign_in()
+            response = self.client.request(method, path, **kwargs)
         response.raise_for_status()
-        return response.json()
+        return response
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params=params).json()
 
     def post(self, path: str, body: Any) -> Any:
-        response = self.client.post(path, json=body)
-        response.raise_for_status()
+        response = self.request("POST", path, json=body)
         return response.json() if response.content else None
 
 

@@ -49,7 +49,12 @@ def demo(console_build: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
         work / "data",
         work,
         args=("--demo",),
-        env={"AIOS_DEMO_PLC_PORT": str(free_port()), "AIOS_WEB_DIR": str(console_build)},
+        env={
+            "AIOS_DEMO_PLC_PORT": str(free_port()),
+            "AIOS_WEB_DIR": str(console_build),
+            # every test signs in from 127.0.0.1: the per-address limit is not under test here
+            "AIOS_LOGIN_RATE_PER_MINUTE": "1000",
+        },
     )
     try:
         up.start()
