@@ -416,7 +416,7 @@ def openapi_command() -> None:
 
 
 @app.command("up")
-def up_command(
+def up_command(  # noqa: PLR0917 - typer options
     config: Annotated[
         Path | None,
         typer.Option(
@@ -438,11 +438,27 @@ def up_command(
             "in this process against the embedded broker.",
         ),
     ] = None,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            help="Start the demo site too: a simulated PLC (port AIOS_DEMO_PLC_PORT, default "
+            "5020), the demo video as a camera and simulated sensors on a local connector, "
+            "and the intrusion pipeline playing on them. Reuses what an earlier start made.",
+        ),
+    ] = False,
 ) -> None:
     """Start the service on this machine: API, console, live feeds, MQTT broker and runs."""
     from aios.up.server import main as up_main
 
-    code = up_main(config, host=host, port=port, data_dir=data_dir, local_connector=connector)
+    code = up_main(
+        config,
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        local_connector=connector,
+        demo=demo or None,
+    )
     if code:
         raise typer.Exit(code)
 

@@ -1,21 +1,15 @@
 #!/usr/bin/env bash
-# The main job on the embedded defaults: watch a restricted zone in real footage, and
-# raise alarms — the siren coil pulses on a simulated PLC; WhatsApp, Telegram and email
-# report "not configured" until their credentials are set (AIOS_SECRET_<NAME>).
+# The main job as a person runs it: prepare this checkout, then start AIOS with its demo
+# site — the demo video as a camera, a simulated PLC (Modbus TCP on 127.0.0.1:5020, or
+# AIOS_DEMO_PLC_PORT) and simulated sensors on a local connector, and the intrusion
+# pipeline playing on them. Open the URL it prints and sign in as admin with the printed
+# password (shown at the first start only). Runs until Ctrl-C; starting it again reuses
+# everything in the data folder (AIOS_DATA_DIR, default ./data).
+#
+# Options are those of `aios up` (e.g. --port 8081, --data-dir /tmp/aios-demo).
+# The same pipeline as a batch run over the video, without the service:
+#   aios run examples/pipelines/intrusion.json --events out/events.jsonl  (see README.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-rm -rf out/events.jsonl out/executions.jsonl out/media out/intrusion.mp4 out/plc.log
-mkdir -p out
-# The example's siren is coil 0 of a Modbus TCP PLC on 127.0.0.1:5020: simulate it.
-.venv/bin/aios sim plc --port 5020 >out/plc.log 2>&1 &
-plc=$!
-trap 'kill $plc 2>/dev/null || true' EXIT
-sleep 1
-.venv/bin/aios run examples/pipelines/intrusion.json \
-  --events out/events.jsonl --annotated out/intrusion.mp4 "$@"
-sleep 1
-echo "siren on the simulated PLC:"
-sed 's/^/  /' out/plc.log
-echo "events: out/events.jsonl   executions: out/executions.jsonl"
-echo "snapshots and clips: out/media/   annotated video: out/intrusion.mp4"
+exec .venv/bin/aios up --demo "$@"

@@ -74,6 +74,18 @@ class UpSettings(Settings):
         "the broker of aios up (the file's platform section is not used), its devices "
         "registered in the fleet.",
     )
+    demo: bool = Field(
+        default=False,
+        description="Start the demo site (see aios.up.demo): a simulated PLC in this "
+        "process, a local connector playing the demo video as a camera with the PLC and "
+        "simulated sensors, and the intrusion pipeline playing on them. Same as --demo.",
+    )
+    demo_plc_port: int = Field(
+        default=5020,
+        ge=1,
+        le=65535,
+        description="TCP port of the demo's simulated Modbus PLC on 127.0.0.1.",
+    )
     web_dir: Path | None = Field(
         default=None,
         description="The built console (index.html and assets), served at '/'. Default: "

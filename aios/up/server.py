@@ -5,12 +5,14 @@ else starts); the embedded MQTT broker (unless ``broker_url`` names an external 
 store, feed, device link and run launcher (:func:`aios.up.bootstrap.build_services`); runs
 a previous process left active are marked failed (``PipelineRuns.recover``); the MQTT
 ingester; with the embedded broker, every device's desired configuration is published
-again, retained (the broker keeps retained messages in memory only); the first admin
-account when there is no account (its password is printed once,
-on standard output); the scheduler (every ``SCHEDULER_INTERVAL_SECONDS``: device status
-transitions and alerts, command timeouts; and, on a thread of its own, at once and then
-every ``TELEMETRY_PRUNE_INTERVAL_SECONDS``: telemetry older than
-``telemetry_retention_days`` is pruned); then the HTTP server.
+again, retained (the broker keeps retained messages in memory only); the local connector
+(``local_connector``); with ``demo``, the demo site (:mod:`aios.up.demo`: its PLC is
+started right after the HTTP socket and stopped last, its connector is the local one, then
+its devices are placed and its pipeline played); the first admin account when there is
+no account (its password is printed once, on standard output); the scheduler (every
+``SCHEDULER_INTERVAL_SECONDS``: device status transitions and alerts, command timeouts;
+and, on a thread of its own, at once and then every ``TELEMETRY_PRUNE_INTERVAL_SECONDS``:
+telemetry older than ``telemetry_retention_days`` is pruned); then the HTTP server.
 
 HTTP: ``/api/v1/…``, ``/docs`` and ``/openapi.json`` go to the API handler through
 :class:`~aios.up.adapter.ApiGatewayAdapter`; ``/ws/…`` are the live feeds; ``/healthz``
@@ -332,6 +334,32 @@ def _display_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def demo_lines(base: str, plc_port: int, password: str | None, *, playing: bool) -> list[str]:
+    """What ``aios up --demo`` tells people last: where to sign in, with the first
+    admin's password when it was created by this start (``None``: an earlier one).
+    ``playing``: whether the demo pipeline runs (else the console's Pipelines page says
+    why it could not start)."""
+    from aios.api.auth import FIRST_ADMIN_USERNAME
+
+    state = (
+        "is playing on the demo camera"
+        if playing
+        else "could not start (see the log above, or Pipelines in the console)"
+    )
+    lines = [
+        "",
+        f"Demo site: the intrusion pipeline {state};",
+        f"its siren is coil 0 of the simulated PLC on 127.0.0.1:{plc_port}.",
+        f"Open {base}/ and sign in:",
+        f"  username: {FIRST_ADMIN_USERNAME}",
+    ]
+    if password is not None:
+        lines.append(f"  password: {password}")
+    else:
+        lines.append("  (its password was shown when this data folder was first used)")
+    return lines
+
+
 def _ingest_counts(stats: dict[str, int]) -> IngestCounts:
     from aios.fleet.ingest import REASONS
 
@@ -401,6 +429,23 @@ def serve(settings: UpSettings, *, out: TextIO | None = None) -> int:
         stack.callback(sock.close)
         http_port = sock.getsockname()[1]
 
+        demo = None
+        connector_file = settings.local_connector
+        if settings.demo:
+            from aios.up.demo import DemoError, start_demo_site
+
+            if connector_file is not None:
+                raise StartError(
+                    "the demo runs its own connector: give --demo or --connector "
+                    "(AIOS_LOCAL_CONNECTOR), not both"
+                )
+            try:
+                demo = start_demo_site(Path(settings.data_dir), settings.demo_plc_port)
+            except DemoError as err:
+                raise StartError(str(err)) from err
+            stack.callback(_quietly("demo PLC", demo.stop))  # stopped last
+            connector_file = demo.connector_file
+
         broker: EmbeddedBroker | None = None
         embedded: BrokerAddress | None = None
         if not settings.broker_url:
@@ -455,15 +500,16 @@ def serve(settings: UpSettings, *, out: TextIO | None = None) -> int:
                 daemon=True,
             ).start()
 
-        if settings.local_connector is not None:
+        if connector_file is not None:
             from aios.up.local_connector import LocalConnectorError, start_local_connector
 
             try:
-                local = start_local_connector(settings.local_connector, fleet, address)
+                local = start_local_connector(connector_file, fleet, address)
             except LocalConnectorError as err:
                 raise StartError(str(err)) from err
             # stopped before the ingester and the broker: its last messages are delivered
             stack.callback(_quietly("local connector", lambda: local.stop(flush_timeout=5.0)))
+        demo_playing = demo.finish(services, fleet) if demo is not None else False
 
         password = ensure_first_admin(services)
         if password is not None:
@@ -547,6 +593,8 @@ def serve(settings: UpSettings, *, out: TextIO | None = None) -> int:
                 f"  MQTT:     {address.url}",
                 f"  Data:     {Path(settings.data_dir).resolve()}",
             ]
+            if demo is not None:
+                lines += demo_lines(base, demo.plc_port, password, playing=demo_playing)
             out.write("\n".join(lines) + "\n")
             out.flush()
 
@@ -588,6 +636,7 @@ def main(
     port: int | None = None,
     data_dir: Path | None = None,
     local_connector: Path | None = None,
+    demo: bool | None = None,
     out: TextIO | None = None,
 ) -> int:
     """Load settings (see :mod:`aios.up.bootstrap`) and :func:`serve`; return the exit
@@ -601,6 +650,7 @@ def main(
             port=port,
             data_dir=data_dir,
             local_connector=local_connector,
+            demo=demo,
         )
         return serve(settings, out=out)
     except (ConfigError, StartError) as err:

@@ -54,7 +54,7 @@ export function AppRoutes() {
           <Route path="pipelines/new" element={<PipelineEditorPage />} />
           <Route path="pipelines/:pipelineId" element={<PipelineEditorPage />} />
           <Route path="settings" element={<SettingsPage />} />
-          <Route path="docs" element={<DocumentationPage />} />
+          <Route path="help" element={<DocumentationPage />} />
           <Route path="profile" element={<ProfilePage />} />
           <Route path="*" element={<Navigate to="/" replace />} />
         </Route>

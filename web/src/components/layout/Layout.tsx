@@ -10,7 +10,7 @@ const MENU = [
   { to: "/fleet", label: "Fleet Management", icon: Cpu },
   { to: "/pipelines", label: "Pipelines", icon: Workflow },
   { to: "/settings", label: "Settings", icon: Settings },
-  { to: "/docs", label: "Documentation", icon: BookOpen },
+  { to: "/help", label: "Documentation", icon: BookOpen },
   { to: "/profile", label: "Profile", icon: User },
 ];
 
