@@ -46,10 +46,23 @@ class Api:
 
 
 def shot(page: Any, name: str) -> Path:
-    """Save a full-page screenshot as a test artifact."""
+    """Save a screenshot of the whole page as a test artifact. The console scrolls inside
+    its ``<main>``, so the window is made as tall as that content for the picture."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    size = page.viewport_size
+    content = page.evaluate(
+        "() => Math.max(document.documentElement.scrollHeight,"
+        " ...[...document.querySelectorAll('main')].map((m) =>"
+        " m.scrollHeight + m.getBoundingClientRect().top))"
+    )
+    if size and content > size["height"]:
+        page.set_viewport_size({"width": size["width"], "height": min(int(content), 6000)})
+    try:
+        page.screenshot(path=str(path), full_page=True)
+    finally:
+        if size:
+            page.set_viewport_size(size)
     return path
 
 
