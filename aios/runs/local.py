@@ -126,6 +126,18 @@ _EVENT_FIELDS = frozenset({"event_id", "event_type", "time", "source_id"})
 _PRODUCERS_KEPT = 10_000
 """Recent events whose producing node (and whether they were published) is remembered."""
 
+def source_devices(pipeline: ValidatedPipeline) -> dict[str, str]:
+    """Input nodes that name a fleet device (``config.device_id``, e.g. a fleet camera),
+    by node id: a stored event's ``source_id`` is then that device, the device the event is
+    about, and the node id is kept in ``data.source_node``."""
+    found: dict[str, str] = {}
+    for node in pipeline.document.nodes:
+        device_id = node.config.get("device_id") if isinstance(node.config, dict) else None
+        if isinstance(device_id, str) and device_id:
+            found[node.id] = device_id
+    return found
+
+
 STOP_GRACE_SECONDS = 5.0
 """Seconds after Stop that executions in flight get to finish before the run is marked
 ``stopped`` without them (a send's timeout and first retries fit; an unreachable PLC's
@@ -201,6 +213,7 @@ class LocalRun:
         self.run = run
         self.pipeline_id = run.pipeline_id
         self.pipeline = pipeline
+        self._source_devices = source_devices(pipeline)
         self.folder = launcher.data_dir / "runs" / run.id
         self.media_dir = self.folder / "media"
         self.runner: StreamRunner | None = None
@@ -552,6 +565,9 @@ class LocalRun:
                 data["dashboard"] = dashboard
             self._media_references(data)
             source_id = event.get("source_id")
+            if source_id is not None and str(source_id) in self._source_devices:
+                data["source_node"] = str(source_id)
+                source_id = self._source_devices[str(source_id)]
             record = EventRecord(
                 id=stored_event_id(self.run.id, event_id),
                 pipeline_id=self.run.pipeline_id,

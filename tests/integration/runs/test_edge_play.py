@@ -125,7 +125,7 @@ def test_play_runs_the_stream_tier_on_the_connector_and_stop_removes_the_plan(
     events = wait_until(events_with_snapshots, WAIT, "events with snapshots")
     event = events[0]
     assert event["type"] == "zone.enter" and event["node_id"] == "zone"
-    assert event["source_id"] == "cam"
+    assert event["source_id"] == CAMERA and event["data"]["source_node"] == "cam"
     assert event["data"]["dashboard"]["node_id"] == "dash"
     assert event["data"]["snapshot"].startswith(f"runs/{run_id}/media/snapshots/")
 

@@ -195,12 +195,14 @@ def test_play_pushes_a_plan_the_connector_accepts_and_takes_its_events(
     wait_until(lambda: site.run(run.id).counters.get("events_stored") == 2, 30, "counters")
     assert len(stored_events(site, run.id)) == 2
     first = next(e for e in events if e.data["event_id"] == "evt0001")
+    # the event is about the fleet camera; the pipeline's node is kept beside it
     assert (first.node_id, first.source_id, first.type, first.severity) == (
         "zone",
-        "cam",
+        CAMERA,
         "zone.enter",
         "warning",
     )
+    assert first.data["source_node"] == "cam"
     assert first.data["dashboard"]["node_id"] == "dash"
     assert first.data["snapshot"] == f"runs/{run.id}/media/snapshots/evt0001.jpg"
     assert first.data["snapshot_url"] == f"/api/v1/runs/{run.id}/media/snapshots/evt0001.jpg"
