@@ -255,6 +255,12 @@ class EventRecord(Record):
     time: datetime
     severity: str = "info"
     data: JsonObject = Field(default_factory=dict)
+    acknowledged_by: str | None = Field(
+        default=None, description="Username of the first person who acknowledged it."
+    )
+    acknowledged_at: datetime | None = Field(
+        default=None, description="When it was first acknowledged (later ones are not kept)."
+    )
 
 
 # --------------------------------------------------------------------------- alerts

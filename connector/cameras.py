@@ -11,6 +11,7 @@ reports per camera; passwords never appear in it.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import logging
 import threading
@@ -20,7 +21,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from aios.vision.sources import (
     FileSource,
@@ -352,6 +353,30 @@ class CameraWorker:
                     break
                 self._new_frame.wait(min(left, _POLL_SECONDS))
             return self._last_frame
+
+    def snapshot_jpeg(self, wait_seconds: float, max_bytes: int) -> dict[str, Any] | None:
+        """The newest frame as a JPEG of at most ``max_bytes`` (see
+        :func:`aios.api.snapshots.bounded_jpeg`), waiting up to ``wait_seconds`` for a
+        first frame: ``{"jpeg_base64", "width", "height", "bytes", "captured_at"}``
+        (``captured_at``: the frame's UTC capture time, ISO 8601), or ``None`` when no
+        frame arrived in time.
+
+        Raises:
+            ValueError: the frame does not fit in ``max_bytes``.
+        """
+        from aios.api.snapshots import bounded_jpeg
+
+        frame = self.snapshot(wait_seconds)
+        if frame is None:
+            return None
+        shot = bounded_jpeg(frame.image, max_bytes=max_bytes)
+        return {
+            "jpeg_base64": base64.b64encode(shot.jpeg).decode("ascii"),
+            "width": shot.width,
+            "height": shot.height,
+            "bytes": len(shot.jpeg),
+            "captured_at": frame.wall_time.isoformat(),
+        }
 
     # -- capture thread ----------------------------------------------------------------
 

@@ -642,6 +642,71 @@ class QueueConfig(_Model):
     )
 
 
+class LiveConfig(_Model):
+    """Live view: a camera's video with detection boxes, sent to a browser over WebRTC
+    (:mod:`connector.live`). The platform forwards the browser's offer as the ``live.offer``
+    command; the connector answers and streams directly to the browser."""
+
+    enabled: bool = Field(default=True, description="Answer live.offer commands.")
+    max_viewers_per_camera: int = Field(
+        default=3,
+        ge=1,
+        le=16,
+        description="Concurrent viewers of one camera; a further offer is refused "
+        "(each viewer costs one video encoder).",
+    )
+    max_fps: float = Field(
+        default=10.0, ge=1, le=30, description="Frames per second sent to a viewer, at most."
+    )
+    max_width: int = Field(
+        default=1280, ge=160, le=3840, description="Pixels; larger frames are scaled down."
+    )
+    max_height: int = Field(
+        default=720, ge=120, le=2160, description="Pixels; larger frames are scaled down."
+    )
+    detect_fps: float = Field(
+        default=5.0,
+        ge=0,
+        le=30,
+        description="When no stream plan runs on the camera, boxes come from the default "
+        "detector run at most this many times per second (0: no boxes then).",
+    )
+    min_confidence: float = Field(
+        default=0.35, ge=0, le=1, description="Score below which that detector's boxes are hidden."
+    )
+    host_addresses: list[str] | None = Field(
+        default=None,
+        max_length=32,
+        description="Local IP addresses offered to browsers as ICE host candidates "
+        "(e.g. [127.0.0.1] for a browser on this machine). Unset: the environment variable "
+        "AIOS_WEBRTC_HOST_ADDRESSES (comma-separated), else every non-loopback address "
+        "(127.0.0.1 if there is none).",
+    )
+
+    @field_validator("host_addresses")
+    @classmethod
+    def _addresses(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        return [_ip_address(v) for v in value]
+
+
+def _ip_address(value: str) -> str:
+    """``value`` as a normalized IP address.
+
+    Raises:
+        ValueError: not an IPv4 or IPv6 address.
+    """
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not an IP address (e.g. 127.0.0.1 or 192.168.1.10)"
+        ) from None
+
+
 class ConnectorConfig(_Model):
     """The whole file."""
 
@@ -657,6 +722,7 @@ class ConnectorConfig(_Model):
     cameras: list[CameraConfig] = Field(default_factory=list, max_length=256)
     plcs: list[PlcConfig] = Field(default_factory=list, max_length=256)
     sensors: list[SensorConfig] = Field(default_factory=list, max_length=1024)
+    live: LiveConfig = Field(default_factory=LiveConfig)
 
     @model_validator(mode="after")
     def _ids(self) -> Self:

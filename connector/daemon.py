@@ -65,6 +65,7 @@ from connector.config import (
 )
 from connector.health import system_health
 from connector.link import PlatformLink
+from connector.live import LIVE_COMMANDS, LiveManager, PlanFrames
 from connector.media import MediaUploader
 from connector.plc import ModbusPoller
 from connector.queue import OutboundQueue, QueueFull
@@ -81,6 +82,13 @@ STREAM_PLANS_KEY = "stream_plans"
 
 CONNECTOR_COMMANDS = ("ping", "status")
 """Commands the connector answers itself (``device_id`` = the connector)."""
+
+SNAPSHOT_COMMAND = "snapshot"
+"""Command to one of the connector's cameras (``device_id`` = the camera): its newest
+frame as a bounded JPEG (see :meth:`Connector._snapshot`)."""
+
+SNAPSHOT_WAIT_SECONDS = 3.0
+"""How long a snapshot waits for a camera's first frame by default."""
 
 PLAN_SETTLE_SECONDS = 5.0
 """Longest wait, after applying a desired configuration, for the plans it started or
@@ -199,6 +207,11 @@ class Connector:
             media_dir=config.data_dir / "media",
             uploader=self.uploader,
         )
+        self.live = LiveManager(
+            config.live,
+            self.cameras.get,
+            self.plans if isinstance(self.plans, PlanFrames) else None,
+        )
         self._desired: DesiredConfig | None = None
         self._last_report: tuple[int, str] | None = None
 
@@ -267,6 +280,7 @@ class Connector:
         # commands already received run (and are answered) while their devices still do
         self._commands.shutdown(wait=True, cancel_futures=False)
         self._send_heartbeats()  # every device's last health, flushed with the rest
+        self.live.close_all()
         self.plans.stop_all()
         with self._lock:
             for worker in list(self.pollers.values()):
@@ -435,6 +449,7 @@ class Connector:
                     self._start_poller(dev)
                     report.started.append(did)
             self.config = config
+            self.live.configure(config.live)
             if changed_cams and self._desired is not None:
                 # plans bound to a camera that was replaced follow it to the new worker
                 self._submit_desired(self._desired, restart_cameras=changed_cams)
@@ -702,6 +717,10 @@ class Connector:
     ) -> tuple[bool, dict[str, Any] | None, str | None]:
         if request.deadline < _now():
             return False, None, "the command arrived after its deadline; not executed"
+        if request.name in LIVE_COMMANDS:  # live view of a camera (connector.live)
+            return self.live.execute(request.device_id, request.name, request.params)
+        if request.name == SNAPSHOT_COMMAND and request.device_id != self.id:
+            return self._snapshot(request)
         if request.device_id == self.id:
             if request.name == "ping":
                 return True, {"version": __version__, "uptime_seconds": self.uptime()}, None
@@ -725,6 +744,46 @@ class Connector:
             )
         outcome = plc.execute(request)
         return outcome.ok, outcome.result, outcome.error
+
+    def _snapshot(self, request: CommandRequest) -> tuple[bool, dict[str, Any] | None, str | None]:
+        """Answer ``snapshot`` for a camera of this connector: its newest frame as a JPEG
+        (base64) of at most ``params.max_bytes`` (default and ceiling
+        :data:`aios.api.snapshots.MAX_SNAPSHOT_BYTES`), waiting for a first frame at most
+        ``params.wait_seconds`` (default :data:`SNAPSHOT_WAIT_SECONDS`) and never past the
+        command's deadline."""
+        from aios.api.snapshots import MAX_SNAPSHOT_BYTES
+
+        with self._lock:
+            worker = self.cameras.get(request.device_id)
+            known = ", ".join(sorted(self.cameras)) or "none"
+        if worker is None:
+            return (
+                False,
+                None,
+                f"device {request.device_id!r} is not a camera of connector {self.id} "
+                f"(cameras here: {known})",
+            )
+        params = request.params or {}
+        max_bytes = params.get("max_bytes", MAX_SNAPSHOT_BYTES)
+        wait = params.get("wait_seconds", SNAPSHOT_WAIT_SECONDS)
+        if not isinstance(max_bytes, int) or not 10_000 <= max_bytes <= MAX_SNAPSHOT_BYTES:
+            return False, None, f"max_bytes must be an integer 10000–{MAX_SNAPSHOT_BYTES}"
+        if not isinstance(wait, int | float) or not 0 <= wait <= 60:
+            return False, None, "wait_seconds must be a number 0–60"
+        left = (request.deadline - _now()).total_seconds() - 0.5
+        try:
+            result = worker.snapshot_jpeg(max(0.0, min(float(wait), left)), max_bytes)
+        except ValueError as err:
+            return False, None, f"camera {request.device_id}: {err}"
+        if result is None:
+            health = worker.health()
+            why = f" ({health.error})" if health.error else ""
+            return (
+                False,
+                None,
+                f"camera {request.device_id} has no frame yet: it is {health.state}{why}",
+            )
+        return True, result, None
 
     # ------------------------------------------------------------------ status
 
@@ -756,4 +815,5 @@ class Connector:
                 {"plan_id": s.plan_id, "camera_id": s.camera_id, "state": s.state}
                 for s in self.plans.status()
             ],
+            "live_sessions": self.live.status(),
         }

@@ -139,6 +139,22 @@ class ServiceUnavailable(ApiError):
     code = "unavailable"
 
 
+class BadGateway(ApiError):
+    """Something the API asked on the caller's behalf (a camera, a device) answered with
+    an error."""
+
+    status = HTTPStatus.BAD_GATEWAY
+    code = "bad_gateway"
+
+
+class GatewayTimeout(ApiError):
+    """Something the API asked on the caller's behalf (a camera, a device) did not answer
+    in time."""
+
+    status = HTTPStatus.GATEWAY_TIMEOUT
+    code = "gateway_timeout"
+
+
 def error_response(
     status: int,
     code: str,

@@ -448,3 +448,192 @@ class DeviceAnalytics(BaseModel):
     availability_percent: float
     online_percent: float
     active_alerts: int
+
+
+# --------------------------------------------------------------------------- integrations
+
+
+class SecretUse(BaseModel):
+    """Where a secret is named: a node of a pipeline's latest revision."""
+
+    pipeline_id: str
+    pipeline_name: str
+    node_id: str
+    node_type: str
+    field: str = Field(description="The node configuration field that names the secret.")
+
+
+class IntegrationSecretOut(BaseModel):
+    """An integration secret as the console shows it: never its value.
+
+    ``source`` is where the pipelines' nodes find it, in order of precedence: ``env``
+    (``AIOS_SECRET_<NAME>`` of the service, set by whoever runs it: it wins over the
+    others), ``store`` (set from the console), ``file`` (the service's secrets file); ``null``
+    when it is not set anywhere. ``masked`` is what to display: ``"••••wxyz"`` (the last 4
+    characters, only for a value set from the console of at least 12 characters),
+    ``"•••• set"``, or ``null`` when not set.
+    """
+
+    name: str
+    title: str
+    description: str
+    env_var: str = Field(description="The environment variable that would override it.")
+    set: bool
+    source: Literal["env", "store", "file"] | None
+    masked: str | None
+    hint: str | None = Field(description="Last 4 characters (store only), else null.")
+    stored: bool = Field(description="A value set from the console is stored.")
+    updated_at: datetime | None = Field(description="When the stored value was set.")
+    updated_by: str | None
+    used_by: list[SecretUse] = Field(default_factory=list)
+
+
+class IntegrationsOut(BaseModel):
+    """Every integration secret known: the well-known ones of the notification nodes,
+    those named by a node of a pipeline's latest revision, and any stored one."""
+
+    items: list[IntegrationSecretOut]
+
+
+class IntegrationSecretIn(RequestModel):
+    value: str = Field(
+        min_length=1,
+        max_length=8192,
+        repr=False,
+        json_schema_extra=SECRET,
+        description="The secret (token, password, signing key). Never shown again.",
+    )
+
+
+# --------------------------------------------------------------------------- backup
+
+
+class BackupUser(BaseModel):
+    """A user in a backup: no password hash (a restored new user must set a password
+    through an admin before signing in)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    username: str
+    display_name: str = ""
+    email: str | None = None
+    role: Role
+    disabled: bool = False
+
+
+class BackupPipeline(BaseModel):
+    """A pipeline and its revisions (oldest first; the last is the latest)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=128)
+    name: str = Field(min_length=1, max_length=200)
+    description: str = ""
+    revisions: list[JsonObject] = Field(
+        min_length=1, description="Pipeline documents, revision 1 first."
+    )
+
+
+class BackupFile(BaseModel):
+    """The configuration of a site as one JSON file (``GET /api/v1/backup``).
+
+    Holds devices (with their desired configuration, no runtime state), pipelines with all
+    their revisions, alert rules, site settings, users (role and names, never password
+    hashes), and the *names* of the integration secrets (never their values).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = Field(ge=1, description="Version of this file's format.")
+    exported_at: datetime
+    exported_by: str | None = None
+    devices: list[dict[str, Any]] = Field(default_factory=list)
+    pipelines: list[dict[str, Any]] = Field(default_factory=list)
+    alert_rules: list[dict[str, Any]] = Field(default_factory=list)
+    settings: dict[str, Any] = Field(default_factory=dict)
+    users: list[dict[str, Any]] = Field(default_factory=list)
+    integration_secrets: list[str] = Field(
+        default_factory=list, description="Names of the secrets set; values are not exported."
+    )
+
+
+class KindCounts(BaseModel):
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+class RestoreOut(BaseModel):
+    """What a restore did, per kind of record."""
+
+    mode: Literal["merge"]
+    devices: KindCounts
+    pipelines: KindCounts
+    alert_rules: KindCounts
+    settings: KindCounts
+    users: KindCounts
+    missing_secrets: list[str] = Field(
+        description="Secrets the backup names that are not set here: set them in "
+        "Settings → Integrations."
+    )
+
+
+# --------------------------------------------------------------------------- cameras
+
+
+class CameraSnapshotIn(RequestModel):
+    url: str = Field(
+        min_length=1,
+        max_length=2048,
+        repr=False,
+        description="rtsp://… (credentials in the URL are used, never echoed), or a video "
+        "or image file: file:///path, a path, or asset:NAME (a bundled sample).",
+    )
+    username: str | None = Field(
+        default=None, max_length=128, description="Camera login, when not in the URL."
+    )
+    password: str | None = Field(default=None, max_length=256, repr=False, json_schema_extra=SECRET)
+    timeout_seconds: float = Field(
+        default=8.0, gt=0, le=30, description="How long to wait for a frame, seconds."
+    )
+
+
+# --------------------------------------------------------------------------- system
+
+
+class AvailabilityHour(BaseModel):
+    """One UTC hour of the fleet: the share of device-time online, and not offline."""
+
+    hour: datetime
+    devices: int = Field(description="Devices registered during (part of) the hour.")
+    online_ratio: float = Field(description="0–1: device-seconds online over all.")
+    available_ratio: float = Field(description="0–1: device-seconds online or warning.")
+
+
+class AvailabilityOut(BaseModel):
+    since: datetime
+    until: datetime
+    by_hour: list[AvailabilityHour]
+
+
+class SystemOut(BaseModel):
+    """The dashboard's key figures in one call."""
+
+    version: str
+    time: datetime = Field(description="The service's clock now (UTC).")
+    started_at: datetime = Field(description="When the process serving the API started.")
+    uptime_seconds: float
+    devices_total: int
+    devices_online: int
+    devices_warning: int
+    devices_offline: int
+    active_pipelines: int = Field(description="Pipelines with a run starting/running/stopping.")
+    active_runs: int
+    active_alerts: int
+    alerts_last_24h: int = Field(description="Device alerts raised in the last 24 hours.")
+    alerts_unacknowledged: int = Field(description="Active device alerts nobody acknowledged.")
+    events_last_24h: int = Field(description="Pipeline events recorded in the last 24 hours.")
+    notable_events_last_24h: int = Field(
+        description="Of those, with severity warning or critical (dashboard events)."
+    )

@@ -2,8 +2,9 @@
 
 Roles are ordered viewer < operator < admin; a role may call every endpoint whose minimum
 role is at or below it. ``viewer`` reads; ``operator`` also writes devices and pipelines,
-executes and stops runs, acknowledges alerts and sends commands; ``admin`` also manages
-users, reads the audit log and changes site settings.
+executes and stops runs, acknowledges alerts and pipeline events, sends commands and grabs
+camera snapshots by URL; ``admin`` also manages users, reads the audit log, changes site
+settings and integration secrets, and backs up and restores the configuration.
 
 Keys are ``(METHOD, OpenAPI path)``. A route that is registered but missing here is refused
 to everyone (fail closed); a test checks the table and the routes match exactly.
@@ -83,6 +84,14 @@ _TABLE: dict[tuple[str, str], Permission] = {
     ("GET", "/devices/{device_id}/alert-rules"): VIEWER,
     ("POST", "/devices/{device_id}/alert-rules"): _w(_O, "alert_rule.create", "device"),
     ("DELETE", "/alert-rules/{rule_id}"): _w(_O, "alert_rule.delete", "alert_rule"),
+    # live view (WebRTC from the camera's connector): watching is reading
+    ("POST", "/devices/{device_id}/live"): VIEWER,
+    ("DELETE", "/devices/{device_id}/live/{session_id}"): VIEWER,
+    ("GET", "/alert-rules"): VIEWER,
+    # a current JPEG of a fleet camera, through its connector (a command)
+    ("GET", "/devices/{device_id}/snapshot"): VIEWER,
+    # a JPEG from a camera URL a pipeline's camera node names (audited: an outbound call)
+    ("POST", "/cameras/snapshot"): _w(_O, "camera.snapshot", "camera"),
     # pipelines and runs
     ("GET", "/pipelines"): VIEWER,
     ("POST", "/pipelines"): _w(_O, "pipeline.create", "pipeline"),
@@ -102,6 +111,9 @@ _TABLE: dict[tuple[str, str], Permission] = {
     ("PUT", "/runs/{run_id}/media/{kind}/{name}"): Permission(None, grant="media_upload"),
     # events, analytics, catalog
     ("GET", "/events"): VIEWER,
+    ("POST", "/events/{event_id}/acknowledge"): _w(_O, "event.acknowledge", "event"),
+    ("GET", "/analytics/availability"): VIEWER,
+    ("GET", "/system"): VIEWER,
     ("GET", "/analytics/devices"): VIEWER,
     ("GET", "/analytics/events"): VIEWER,
     ("GET", "/analytics/performance"): VIEWER,
@@ -113,6 +125,12 @@ _TABLE: dict[tuple[str, str], Permission] = {
     ("GET", "/audit"): ADMIN_READ,
     ("GET", "/settings"): ADMIN_READ,
     ("PUT", "/settings"): _w(_A, "settings.update", "settings"),
+    # integration secrets (values never leave the service) and configuration backups
+    ("GET", "/integrations"): ADMIN_READ,
+    ("PUT", "/integrations/{name}"): _w(_A, "integration.set", "integration"),
+    ("DELETE", "/integrations/{name}"): _w(_A, "integration.clear", "integration"),
+    ("GET", "/backup"): ADMIN_READ,
+    ("POST", "/restore"): _w(_A, "backup.restore", "backup"),
 }
 
 PERMISSIONS: dict[tuple[str, str], Permission] = {

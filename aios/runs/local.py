@@ -96,7 +96,6 @@ from aios.events.compiler import CompileError
 from aios.events.engine import ExecutionRecord
 from aios.events.envelope import parse_time
 from aios.events.runtime import EventTier, ExecutionLog, action_results
-from aios.events.secrets import ChainSecretStore, EnvSecretStore, FileSecretStore, SecretStore
 from aios.events.state import SqliteStateStore
 from aios.events.task import Event, FolderBlobStore, TaskServices
 from aios.pipeline.validation import ValidatedPipeline, validate_pipeline
@@ -115,6 +114,7 @@ from aios.runtime.events import StreamEvent, event_key
 from aios.runtime.evidence import EvidenceRecorder
 from aios.runtime.stream import StreamRunner
 from aios.services import Services
+from aios.store.secrets import secret_chain
 from aios.vision.types import Frame
 
 if TYPE_CHECKING:
@@ -125,6 +125,7 @@ log = logging.getLogger(__name__)
 _EVENT_FIELDS = frozenset({"event_id", "event_type", "time", "source_id"})
 _PRODUCERS_KEPT = 10_000
 """Recent events whose producing node (and whether they were published) is remembered."""
+
 
 def source_devices(pipeline: ValidatedPipeline) -> dict[str, str]:
     """Input nodes that name a fleet device (``config.device_id``, e.g. a fleet camera),
@@ -399,12 +400,8 @@ class LocalRun:
     def _event_tier(self, executions: ExecutionLog) -> EventTier | None:
         if not any(r.node_type.manifest.tier is Tier.EVENT for r in self.pipeline.nodes.values()):
             return None
-        secrets: list[SecretStore] = [EnvSecretStore()]
-        secrets_file = self.services.settings.secrets_file
-        if secrets_file is not None:
-            secrets.append(FileSecretStore(secrets_file))
         task_services = TaskServices(
-            secrets=ChainSecretStore(*secrets),
+            secrets=secret_chain(self.services.store.secrets, self.services.settings.secrets_file),
             state=self.launcher.state_store(),
             blobs=FolderBlobStore(self.media_dir),
             recorder=_Recorder(self),

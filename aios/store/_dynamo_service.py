@@ -33,8 +33,16 @@ from aios.store._dynamo_base import (
     record_attrs,
 )
 from aios.store._dynamo_fleet import META, time_key, time_range
-from aios.store.codec import normalize, utc
-from aios.store.port import Conflict, EventQuery, NotFound, Page
+from aios.store.codec import from_iso, normalize, utc
+from aios.store.port import (
+    MAX_SECRET_BYTES,
+    Conflict,
+    EventQuery,
+    NotFound,
+    Page,
+    SecretInfo,
+    secret_hint,
+)
 
 REFRESH_TOKEN_TTL_GRACE = timedelta(days=1)
 """How long after its expiry a refresh token may be swept by TTL (an expired token is
@@ -357,6 +365,21 @@ class DynamoEventStore:
         item = self._t.get(f"EVENT#{event_id}", META)
         return None if item is None else load_record(EventRecord, item)
 
+    def acknowledge(self, event_id: str, *, by: str, at: datetime) -> EventRecord:
+        """Mark acknowledged by ``by`` at ``at`` (condition: not acknowledged yet); an
+        acknowledged event is returned unchanged. Raises NotFound."""
+        at = utc(at, name="at")
+        e = Expr()
+        update = f"SET {e.n('acknowledged_by')} = {e.v(by)}, {e.n('acknowledged_at')} = {e.v(at)}"
+        condition = f"attribute_exists({e.n('pk')}) AND {e.is_null('acknowledged_at')}"
+        try:
+            item = self._t.update(f"EVENT#{event_id}", META, update, e, condition=condition)
+        except ConditionFailed as err:
+            if err.old is None:
+                raise NotFound(f"event {event_id!r} does not exist") from err
+            return load_record(EventRecord, err.old)
+        return load_record(EventRecord, item)
+
     def list(
         self, query: EventQuery | None = None, *, limit: int = 100, cursor: str | None = None
     ) -> Page[EventRecord]:
@@ -381,9 +404,14 @@ class DynamoEventStore:
                 ("run_id", q.run_id),
                 ("type", q.type),
                 ("source_id", q.source_id),
+                ("severity", q.severity),
             )
             if value is not None and attr != keyed
         ]
+        if q.acknowledged is True:
+            filters.append(f"attribute_type({e.n('acknowledged_at')}, {e.v('S')})")
+        elif q.acknowledged is False:
+            filters.append(e.is_null("acknowledged_at")[1:-1])  # and_all parenthesises
         items, next_cursor = self._t.page(
             Query(
                 index,
@@ -785,3 +813,63 @@ class DynamoSettingsStore:
         """Store ``value`` (JSON-like: TypeError otherwise; ValueError for NaN) under
         ``key``."""
         self._t.put({"pk": f"SETTING#{key}", "sk": META, "entity": "setting", "value": value})
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+class DynamoSecretStore:
+    """:class:`aios.store.port.IntegrationSecretStore` on DynamoDB: items ``SECRETS`` /
+    ``<name>`` (one partition: a site has tens of secrets), the value in ``value``.
+
+    DynamoDB encrypts tables at rest; AWS Secrets Manager is the adapter meant for
+    production in the cloud (the port is the same)."""
+
+    PARTITION = "SECRETS"
+
+    def __init__(self, table: Table) -> None:
+        self._t = table
+
+    @staticmethod
+    def _info(item: dict[str, Any]) -> SecretInfo:
+        return SecretInfo(
+            name=str(item["sk"]),
+            updated_at=from_iso(str(item["updated_at"])),
+            updated_by=item.get("updated_by"),
+            hint=item.get("hint"),
+        )
+
+    def get(self, name: str) -> str | None:
+        item = self._t.get(self.PARTITION, name)
+        return None if item is None else str(item["value"])
+
+    def info(self, name: str) -> SecretInfo | None:
+        item = self._t.get(self.PARTITION, name)
+        return None if item is None else self._info(item)
+
+    def put(self, name: str, value: str, *, by: str | None, at: datetime) -> SecretInfo:
+        """Store (or replace) the secret. Raises ValueError (empty or too long)."""
+        if not value:
+            raise ValueError("a secret value cannot be empty")
+        if len(value.encode("utf-8")) > MAX_SECRET_BYTES:
+            raise ValueError(f"a secret value is at most {MAX_SECRET_BYTES} bytes")
+        at = utc(at, name="at")
+        info = SecretInfo(name=name, updated_at=at, updated_by=by, hint=secret_hint(value))
+        self._t.put(
+            {
+                "pk": self.PARTITION,
+                "sk": name,
+                "entity": "secret",
+                "value": value,
+                "hint": info.hint,
+                "updated_at": at,
+                "updated_by": by,
+            }
+        )
+        return info
+
+    def delete(self, name: str) -> bool:
+        return self._t.delete(self.PARTITION, name) is not None
+
+    def list(self) -> builtins.list[SecretInfo]:
+        return [self._info(i) for i in self._t.query_all(Query(None, self.PARTITION))]

@@ -66,6 +66,7 @@ audit, newest first                        GSI1: gsi1pk = AUDIT, gsi1sk = T#id
 actor's / target's audit                   GSI2: AUDITACTOR#<actor_id> /
                                            GSI3: AUDITTARGET#<target_id>; sk = T#id
 setting                                    pk = SETTING#<key>, sk = #META
+integration secret / all, by name          pk = SECRETS, sk = <name>
 =========================================  ========================================================
 
 Conditional writes. Creates use ``attribute_not_exists(pk)``; version updates
@@ -128,6 +129,7 @@ from aios.store._dynamo_service import (
     DynamoPipelineStore,
     DynamoRefreshTokenStore,
     DynamoRunStore,
+    DynamoSecretStore,
     DynamoSettingsStore,
     DynamoUserStore,
 )
@@ -138,6 +140,7 @@ from aios.store.port import (
     DeviceEventStore,
     DeviceStore,
     EventStore,
+    IntegrationSecretStore,
     PipelineStore,
     RefreshTokenStore,
     RunStore,
@@ -210,6 +213,7 @@ class DynamoStore:
         self.refresh_tokens: RefreshTokenStore = DynamoRefreshTokenStore(table)
         self.audit: AuditStore = DynamoAuditStore(table)
         self.settings: SettingsStore = DynamoSettingsStore(table)
+        self.secrets: IntegrationSecretStore = DynamoSecretStore(table)
 
     def close(self) -> None:
         """Close the HTTP connections of a client this store created (a given one is the

@@ -102,6 +102,9 @@ class EventQuery:
     source_id: str | None = None
     since: datetime | None = None
     until: datetime | None = field(default=None)
+    severity: str | None = None
+    acknowledged: bool | None = None
+    """``True``: acknowledged events only; ``False``: unacknowledged only; ``None``: all."""
 
 
 class DeviceStore(Protocol):
@@ -297,6 +300,12 @@ class EventStore(Protocol):
 
     def get(self, event_id: str) -> EventRecord | None: ...
 
+    def acknowledge(self, event_id: str, *, by: str, at: datetime) -> EventRecord:
+        """Mark the event acknowledged by ``by`` at ``at`` (idempotent: the first
+        acknowledgement is kept, a later one returns the event unchanged).
+        Raises NotFound."""
+        ...
+
     def list(
         self, query: EventQuery | None = None, *, limit: int = 100, cursor: str | None = None
     ) -> Page[EventRecord]: ...
@@ -414,6 +423,65 @@ class SettingsStore(Protocol):
     def put(self, key: str, value: Any) -> None: ...
 
 
+@dataclass(frozen=True)
+class SecretInfo:
+    """What may be shown of a stored integration secret: never its value.
+
+    ``hint``: the value's last 4 characters when it has at least
+    :data:`SECRET_HINT_MIN_LENGTH` characters (``None`` for shorter values: too much of
+    them would show). ``updated_by``: username of who set it.
+    """
+
+    name: str
+    updated_at: datetime
+    updated_by: str | None = None
+    hint: str | None = None
+
+
+SECRET_HINT_MIN_LENGTH = 12
+"""Shortest secret value whose last 4 characters are shown as its hint."""
+
+MAX_SECRET_BYTES = 8192
+"""Largest secret value stored (UTF-8 bytes): tokens, passwords, signing keys."""
+
+
+def secret_hint(value: str) -> str | None:
+    """The last 4 characters of ``value`` when it is long enough to show them, else None."""
+    return value[-4:] if len(value) >= SECRET_HINT_MIN_LENGTH else None
+
+
+class IntegrationSecretStore(Protocol):
+    """Integration secrets set from the console (tokens, passwords, signing keys), by name.
+
+    The values are only ever read by the pipelines' nodes (through
+    :class:`aios.store.secrets.StoredSecrets`); lists give :class:`SecretInfo` only.
+    Adapters: SQLite (values encrypted with AES-GCM under a key file kept beside the
+    database, mode 0600); DynamoDB (the table, encrypted at rest by DynamoDB; AWS Secrets
+    Manager is the adapter meant for production in the cloud).
+    """
+
+    def get(self, name: str) -> str | None:
+        """The value, or None when the secret is not stored."""
+        ...
+
+    def info(self, name: str) -> SecretInfo | None:
+        """What may be shown of the secret, or None."""
+        ...
+
+    def put(self, name: str, value: str, *, by: str | None, at: datetime) -> SecretInfo:
+        """Store (or replace) the secret. Raises ValueError for an empty value or one over
+        :data:`MAX_SECRET_BYTES`."""
+        ...
+
+    def delete(self, name: str) -> bool:
+        """Remove the secret; True if it was stored."""
+        ...
+
+    def list(self) -> builtins.list[SecretInfo]:
+        """Every stored secret, by name."""
+        ...
+
+
 class Store(Protocol):
     """Every store of the service, from one adapter."""
 
@@ -429,5 +497,6 @@ class Store(Protocol):
     refresh_tokens: RefreshTokenStore
     audit: AuditStore
     settings: SettingsStore
+    secrets: IntegrationSecretStore
 
     def close(self) -> None: ...

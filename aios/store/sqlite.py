@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -71,6 +72,7 @@ from aios.store.codec import (
     utc,
 )
 from aios.store.port import (
+    MAX_SECRET_BYTES,
     AlertStore,
     AuditStore,
     CommandStore,
@@ -80,16 +82,19 @@ from aios.store.port import (
     DeviceStore,
     EventQuery,
     EventStore,
+    IntegrationSecretStore,
     NotFound,
     Page,
     PipelineStore,
     RefreshTokenStore,
     RunStore,
+    SecretInfo,
     SettingsStore,
     Store,
     StoreError,
     TelemetryStore,
     UserStore,
+    secret_hint,
 )
 
 __all__ = [
@@ -276,6 +281,24 @@ MIGRATIONS: tuple[Migration, ...] = (
         4,
         "telemetry: index by time alone, for retention (prune)",
         ("CREATE INDEX telemetry_by_age ON telemetry (time)",),
+    ),
+    Migration(
+        5,
+        "events: severity and acknowledgement columns; integration secrets",
+        (
+            "ALTER TABLE events ADD COLUMN severity TEXT NOT NULL DEFAULT 'info'",
+            "ALTER TABLE events ADD COLUMN acknowledged INTEGER NOT NULL DEFAULT 0",
+            """UPDATE events SET
+                severity = COALESCE(json_extract(data, '$.severity'), 'info'),
+                acknowledged = (json_extract(data, '$.acknowledged_at') IS NOT NULL)""",
+            "CREATE INDEX events_by_severity ON events (severity, time, id)",
+            """CREATE TABLE integration_secrets (
+                name TEXT PRIMARY KEY,
+                value BLOB NOT NULL,
+                hint TEXT,
+                updated_at TEXT NOT NULL,
+                updated_by TEXT)""",
+        ),
     ),
 )
 """The schema, step by step. Append new steps; never edit a released one."""
@@ -1149,7 +1172,8 @@ class SqliteEventStore:
         with self._db.write() as conn:
             cur = conn.execute(
                 "INSERT OR IGNORE INTO events (id, pipeline_id, run_id, node_id, source_id, "
-                "type, time, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "type, time, severity, acknowledged, data) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     event.id,
                     event.pipeline_id,
@@ -1158,6 +1182,8 @@ class SqliteEventStore:
                     event.source_id,
                     event.type,
                     to_iso(event.time),
+                    event.severity,
+                    int(event.acknowledged_at is not None),
                     dump(event),
                 ),
             )
@@ -1167,6 +1193,24 @@ class SqliteEventStore:
         with self._db.read() as conn:
             row = conn.execute("SELECT data FROM events WHERE id = ?", (event_id,)).fetchone()
         return None if row is None else load(EventRecord, row["data"])
+
+    def acknowledge(self, event_id: str, *, by: str, at: datetime) -> EventRecord:
+        """Mark acknowledged by ``by`` at ``at``; an acknowledged event is returned
+        unchanged. Raises NotFound."""
+        at = utc(at, name="at")
+        with self._db.write() as conn:
+            row = conn.execute("SELECT data FROM events WHERE id = ?", (event_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"event {event_id!r} does not exist")
+            event = load(EventRecord, row["data"])
+            if event.acknowledged_at is not None:
+                return event
+            stored = event.model_copy(update={"acknowledged_by": by, "acknowledged_at": at})
+            conn.execute(
+                "UPDATE events SET acknowledged = 1, data = ? WHERE id = ?",
+                (dump(stored), event_id),
+            )
+        return stored
 
     def list(
         self, query: EventQuery | None = None, *, limit: int = 100, cursor: str | None = None
@@ -1180,10 +1224,14 @@ class SqliteEventStore:
             ("run_id", q.run_id),
             ("type", q.type),
             ("source_id", q.source_id),
+            ("severity", q.severity),
         ):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
+        if q.acknowledged is not None:
+            where.append("acknowledged = ?")
+            params.append(int(q.acknowledged))
         rows, next_cursor = self._db.page(
             scope="events",
             table="events",
@@ -1587,6 +1635,131 @@ class SqliteSettingsStore:
             )
 
 
+class SqliteSecretStore:
+    """:class:`aios.store.port.IntegrationSecretStore` on SQLite.
+
+    Values are encrypted with AES-256-GCM (the secret's name as associated data, a random
+    96-bit nonce per value) under a key kept in a file beside the database
+    (``<database>.secrets-key``, mode 0600, created at the first :meth:`put`): a copy of
+    the database alone does not hold the values. An in-memory database keeps its key in
+    memory. Reading a value whose key file is gone raises StoreError.
+    """
+
+    def __init__(self, db: _Database, key_path: Path | None) -> None:
+        self._db = db
+        self._key_path = key_path
+        self._key: bytes | None = None if key_path is not None else os.urandom(32)
+        self._key_lock = threading.Lock()
+
+    def _load_key(self, *, create: bool) -> bytes | None:
+        with self._key_lock:
+            if self._key is not None:
+                return self._key
+            path = self._key_path
+            assert path is not None
+            if not path.exists():
+                if not create:
+                    return None
+                fresh = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+                fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                try:
+                    os.write(fd, os.urandom(32))
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                try:
+                    os.link(fresh, path)  # fails if another process made it first
+                except FileExistsError:
+                    pass
+                finally:
+                    fresh.unlink(missing_ok=True)
+            key = path.read_bytes()
+            if len(key) != 32:
+                raise StoreError(f"the secrets key file {path.name} is damaged (not 32 bytes)")
+            self._key = key
+            return key
+
+    def _cipher(self, *, create: bool) -> Any:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        key = self._load_key(create=create)
+        if key is None:
+            raise StoreError(
+                "the secrets key file beside the database is missing; set the secrets again"
+            )
+        return AESGCM(key)
+
+    @staticmethod
+    def _info(row: sqlite3.Row) -> SecretInfo:
+        return SecretInfo(
+            name=row["name"],
+            updated_at=from_iso(row["updated_at"]),
+            updated_by=row["updated_by"],
+            hint=row["hint"],
+        )
+
+    def get(self, name: str) -> str | None:
+        """The value, or None. Raises StoreError if it cannot be decrypted."""
+        from cryptography.exceptions import InvalidTag
+
+        with self._db.read() as conn:
+            row = conn.execute(
+                "SELECT value FROM integration_secrets WHERE name = ?", (name,)
+            ).fetchone()
+        if row is None:
+            return None
+        blob = bytes(row["value"])
+        try:
+            plain = self._cipher(create=False).decrypt(blob[:12], blob[12:], name.encode())
+        except InvalidTag:
+            raise StoreError(
+                f"secret {name!r} cannot be decrypted with the key beside the database; "
+                "set it again"
+            ) from None
+        return bytes(plain).decode("utf-8")
+
+    def info(self, name: str) -> SecretInfo | None:
+        with self._db.read() as conn:
+            row = conn.execute(
+                "SELECT name, hint, updated_at, updated_by FROM integration_secrets WHERE name = ?",
+                (name,),
+            ).fetchone()
+        return None if row is None else self._info(row)
+
+    def put(self, name: str, value: str, *, by: str | None, at: datetime) -> SecretInfo:
+        """Store the value encrypted. Raises ValueError (empty or too long)."""
+        data = value.encode("utf-8")
+        if not data:
+            raise ValueError("a secret value cannot be empty")
+        if len(data) > MAX_SECRET_BYTES:
+            raise ValueError(f"a secret value is at most {MAX_SECRET_BYTES} bytes")
+        at = utc(at, name="at")
+        nonce = os.urandom(12)
+        blob = nonce + self._cipher(create=True).encrypt(nonce, data, name.encode())
+        info = SecretInfo(name=name, updated_at=at, updated_by=by, hint=secret_hint(value))
+        with self._db.write() as conn:
+            conn.execute(
+                "INSERT INTO integration_secrets (name, value, hint, updated_at, updated_by) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                "value = excluded.value, hint = excluded.hint, "
+                "updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+                (name, blob, info.hint, to_iso(at), by),
+            )
+        return info
+
+    def delete(self, name: str) -> bool:
+        with self._db.write() as conn:
+            cur = conn.execute("DELETE FROM integration_secrets WHERE name = ?", (name,))
+        return cur.rowcount == 1
+
+    def list(self) -> builtins.list[SecretInfo]:
+        with self._db.read() as conn:
+            rows = conn.execute(
+                "SELECT name, hint, updated_at, updated_by FROM integration_secrets ORDER BY name"
+            ).fetchall()
+        return [self._info(r) for r in rows]
+
+
 class SqliteStore:
     """Every store of the service in one SQLite file (:class:`aios.store.port.Store`).
 
@@ -1624,6 +1797,10 @@ class SqliteStore:
         self.refresh_tokens: RefreshTokenStore = SqliteRefreshTokenStore(self._db)
         self.audit: AuditStore = SqliteAuditStore(self._db)
         self.settings: SettingsStore = SqliteSettingsStore(self._db)
+        self.secrets: IntegrationSecretStore = SqliteSecretStore(
+            self._db,
+            None if str(path) == MEMORY else self.path.with_name(self.path.name + ".secrets-key"),
+        )
 
     @property
     def schema_version(self) -> int:

@@ -52,7 +52,11 @@ _ERRORS = {
     "unknown query parameters, a body where none is read, and JSON nested too deeply "
     "included.",
     429: "Too many sign-in attempts from this address; see Retry-After.",
+    502: "A camera or device the API asked on the caller's behalf answered with an error "
+    "(snapshot_failed, camera_unreachable, camera_auth_failed, live_failed).",
     503: "This process cannot reach devices or start runs.",
+    504: "A camera or device the API asked on the caller's behalf did not answer in time "
+    "(camera_timeout, live_timeout).",
 }
 
 
@@ -66,7 +70,19 @@ def _error(status: int) -> dict[str, Any]:
 def register_routes(app: ApiResolver) -> None:
     """Add every route, then describe in the OpenAPI document which need a token and the
     errors each can answer."""
-    from aios.api.routes import analytics, auth, devices, media, pipelines, records, users
+    from aios.api.routes import (
+        analytics,
+        auth,
+        backup,
+        cameras,
+        devices,
+        integrations,
+        live,
+        media,
+        pipelines,
+        records,
+        users,
+    )
 
     auth.register(app)
     users.register(app)
@@ -75,6 +91,10 @@ def register_routes(app: ApiResolver) -> None:
     media.register(app)
     analytics.register(app)
     devices.register(app)
+    live.register(app)
+    cameras.register(app)
+    integrations.register(app)
+    backup.register(app)
     for route in app.registered_routes():
         permission = permission_for(route.method, route.openapi_path)
         if permission is None:
@@ -95,6 +115,8 @@ def register_routes(app: ApiResolver) -> None:
             errors.add(401)
         if route.openapi_path.endswith(("/execute", "/stop", "/command")):
             errors.add(503)
+        if route.openapi_path.endswith("/snapshot") or "/live" in route.openapi_path:
+            errors |= {409, 502, 503, 504}
         if route.dependant.body_params:
             errors.add(415)
         if "/media/" in route.openapi_path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, TypeVar
@@ -65,3 +67,25 @@ def require(value: T | None, what: str) -> T:
     if value is None:
         raise NotFoundApi(f"{what} does not exist")
     return value
+
+
+def rule_cursor(rule_id: str) -> str:
+    """The cursor of a list of alert rules that resumes after ``rule_id``."""
+    return base64.urlsafe_b64encode(f"rule:{rule_id}".encode()).decode()
+
+
+def after_rule(cursor: str) -> str:
+    """The rule id a :func:`rule_cursor` resumes after.
+
+    Raises:
+        Unprocessable: not such a cursor (``query.cursor``).
+    """
+    try:
+        text = base64.urlsafe_b64decode(cursor.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        text = ""
+    if not text.startswith("rule:"):
+        raise Unprocessable.field(
+            "query.cursor", "not a cursor of this list; pass the next_cursor unchanged"
+        )
+    return text.removeprefix("rule:")

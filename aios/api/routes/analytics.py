@@ -15,12 +15,22 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
+from aios import __version__
 from aios.api.errors import NotFoundApi, Unprocessable
-from aios.api.models import EventAnalytics, HourCount, PerformanceOut, RunPerformance
+from aios.api.models import (
+    AvailabilityHour,
+    AvailabilityOut,
+    EventAnalytics,
+    HourCount,
+    PerformanceOut,
+    RunPerformance,
+    SystemOut,
+)
 from aios.api.permissions import API_PREFIX
 from aios.api.routes._common import as_utc
-from aios.domain import Run
-from aios.store.port import EventQuery
+from aios.domain import AlertState, Device, DeviceStatus, Run
+from aios.fleet.service import FleetService
+from aios.store.port import EventQuery, Store
 
 if TYPE_CHECKING:
     from aios.api.app import ApiResolver
@@ -29,6 +39,103 @@ EVENT_SCAN_LIMIT = 50_000
 """Events counted at most per analytics request (newest first); ``truncated`` beyond."""
 
 DEFAULT_EVENT_WINDOW = timedelta(hours=24)
+
+MAX_AVAILABILITY_WINDOW = timedelta(days=31)
+"""Longest window of ``/analytics/availability`` (744 hourly points)."""
+
+STATUS_SCAN_LIMIT = 5000
+"""Device history entries read at most per device for the availability timeline."""
+
+HOUR = timedelta(hours=1)
+
+_STATUSES = frozenset(s.value for s in DeviceStatus)
+
+
+def _hour(t: datetime) -> datetime:
+    return t.replace(minute=0, second=0, microsecond=0)
+
+
+def status_timeline(
+    store: Store, device: Device, since: datetime, until: datetime, current: DeviceStatus
+) -> list[tuple[datetime, DeviceStatus]]:
+    """The device's status over ``[since, until)`` as ``(from, status)`` steps, from its
+    recorded transitions (``status.online|warning|offline`` history entries, with the
+    status before each in ``data.previous``). Before its first recorded transition a
+    device is taken to have been in that transition's previous status; a device with no
+    transition at all, in ``current``."""
+    newer: list[tuple[datetime, DeviceStatus, DeviceStatus | None]] = []
+    before: DeviceStatus | None = None
+    cursor: str | None = None
+    scanned = 0
+    while before is None and scanned < STATUS_SCAN_LIMIT:
+        page = store.device_events.list(device.id, until=until, limit=1000, cursor=cursor)
+        for entry in page.items:
+            scanned += 1
+            kind = entry.type.removeprefix("status.")
+            if not entry.type.startswith("status.") or kind not in _STATUSES:
+                continue
+            previous = entry.data.get("previous")
+            prior = (
+                DeviceStatus(previous)
+                if isinstance(previous, str) and previous in _STATUSES
+                else None
+            )
+            if entry.time < since:
+                before = DeviceStatus(kind)
+                break
+            newer.append((entry.time, DeviceStatus(kind), prior))
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    newer.reverse()  # oldest first
+    if before is None:
+        before = (newer[0][2] or DeviceStatus.OFFLINE) if newer else current
+    steps = [(since, before)]
+    steps += [(t, status) for t, status, _ in newer]
+    return steps
+
+
+def availability_hours(
+    store: Store,
+    devices: list[tuple[Device, DeviceStatus]],
+    since: datetime,
+    until: datetime,
+) -> list[AvailabilityHour]:
+    """Hourly shares of device-time online and not offline over ``[since, until)``."""
+    first = _hour(since)
+    count = int((until - first) / HOUR) + (1 if (until - first) % HOUR else 0)
+    online = [0.0] * count
+    available = [0.0] * count
+    total = [0.0] * count
+    present: list[set[str]] = [set() for _ in range(count)]
+    for device, current in devices:
+        start = max(since, device.created_at)
+        if start >= until:
+            continue
+        steps = status_timeline(store, device, start, until, current)
+        for i, (step_start, status) in enumerate(steps):
+            end = steps[i + 1][0] if i + 1 < len(steps) else until
+            begin = max(step_start, start)
+            while begin < end:
+                index = int((_hour(begin) - first) / HOUR)
+                stop = min(end, _hour(begin) + HOUR)
+                seconds = (stop - begin).total_seconds()
+                total[index] += seconds
+                present[index].add(device.id)
+                if status is DeviceStatus.ONLINE:
+                    online[index] += seconds
+                if status is not DeviceStatus.OFFLINE:
+                    available[index] += seconds
+                begin = stop
+    return [
+        AvailabilityHour(
+            hour=first + i * HOUR,
+            devices=len(present[i]),
+            online_ratio=round(online[i] / total[i], 4) if total[i] else 0.0,
+            available_ratio=round(available[i] / total[i], 4) if total[i] else 0.0,
+        )
+        for i in range(count)
+    ]
 
 
 def _number(value: Any) -> float:
@@ -162,6 +269,122 @@ def register(app: ApiResolver) -> None:
             by_hour=[HourCount(hour=h, count=by_hour[h]) for h in sorted(by_hour)],
             scanned=scanned,
             truncated=truncated,
+        )
+
+    fleet = FleetService(app.services)
+    started_at = app.services.clock()
+
+    def window(
+        since: datetime | None, until: datetime | None, default: timedelta
+    ) -> tuple[datetime, datetime]:
+        end = as_utc(until, "query.until") or app.services.clock()
+        try:
+            start = as_utc(since, "query.since") or end - default
+        except OverflowError:
+            raise Unprocessable.field("query.until", "time out of range") from None
+        if start >= end:
+            raise Unprocessable.field("query.since", "must be before until")
+        return start, end
+
+    def all_devices() -> list[Device]:
+        devices: list[Device] = []
+        cursor: str | None = None
+        while True:
+            page = store.devices.list(limit=1000, cursor=cursor)
+            devices.extend(page.items)
+            if page.next_cursor is None:
+                return devices
+            cursor = page.next_cursor
+
+    def count_pages(fetch: Any, cap: int = EVENT_SCAN_LIMIT) -> int:
+        total = 0
+        cursor: str | None = None
+        while total < cap:
+            page = fetch(cursor)
+            total += len(page.items)
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        return min(total, cap)
+
+    @app.get(
+        f"{API_PREFIX}/analytics/availability",
+        tags=["analytics"],
+        summary="Fleet availability by hour: share of device-time online, and not offline",
+        description="From the devices' recorded status transitions (their history's "
+        "`status.*` entries). Each UTC hour of `[since, until)` gives the share of "
+        "device-seconds online (`online_ratio`) and online or warning (`available_ratio`), "
+        "over the devices registered in that hour. Window: at most 31 days.",
+    )
+    def availability(
+        *,
+        since: Annotated[
+            datetime | None,
+            Query(
+                description="From this time (ISO 8601; naive = UTC). Default: 24 h before until."
+            ),
+        ] = None,
+        until: Annotated[
+            datetime | None,
+            Query(description="Before this time (ISO 8601; naive = UTC). Default: now."),
+        ] = None,
+    ) -> AvailabilityOut:
+        start, end = window(since, until, DEFAULT_EVENT_WINDOW)
+        if end - start > MAX_AVAILABILITY_WINDOW:
+            raise Unprocessable.field("query.since", "the window is at most 31 days")
+        devices = [(d, fleet.status_of(d).status) for d in all_devices()]
+        return AvailabilityOut(
+            since=start, until=end, by_hour=availability_hours(store, devices, start, end)
+        )
+
+    @app.get(
+        f"{API_PREFIX}/system",
+        tags=["analytics"],
+        summary="The dashboard's key figures: uptime, devices, active pipelines, alerts",
+    )
+    def system() -> SystemOut:
+        now = app.services.clock()
+        day_ago = now - timedelta(hours=24)
+        summary = fleet.summary()
+        active_runs = store.runs.list_active()
+        active_alerts: list[Any] = []
+        cursor: str | None = None
+        while True:
+            page = store.alerts.list(state=AlertState.ACTIVE, limit=1000, cursor=cursor)
+            active_alerts.extend(page.items)
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        notable = sum(
+            count_pages(
+                lambda c, sev=severity: store.events.list(
+                    EventQuery(since=day_ago, until=now, severity=sev), limit=1000, cursor=c
+                )
+            )
+            for severity in ("warning", "critical")
+        )
+        return SystemOut(
+            version=__version__,
+            time=now,
+            started_at=started_at,
+            uptime_seconds=round(max(0.0, (now - started_at).total_seconds()), 3),
+            devices_total=summary.total,
+            devices_online=summary.online,
+            devices_warning=summary.warning,
+            devices_offline=summary.offline,
+            active_pipelines=len({r.pipeline_id for r in active_runs}),
+            active_runs=len(active_runs),
+            active_alerts=len(active_alerts),
+            alerts_unacknowledged=sum(1 for a in active_alerts if a.acknowledged_at is None),
+            alerts_last_24h=count_pages(
+                lambda c: store.alerts.list(since=day_ago, limit=1000, cursor=c)
+            ),
+            events_last_24h=count_pages(
+                lambda c: store.events.list(
+                    EventQuery(since=day_ago, until=now), limit=1000, cursor=c
+                )
+            ),
+            notable_events_last_24h=notable,
         )
 
     @app.get(

@@ -3,8 +3,6 @@ configuration, commands and alert rules; and ``/api/v1/analytics/devices``."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
@@ -24,7 +22,16 @@ from aios.api.models import (
     PageOut,
 )
 from aios.api.permissions import API_PREFIX
-from aios.api.routes._common import DEFAULT_LIMIT, Cursor, Limit, as_utc, listed, require
+from aios.api.routes._common import (
+    DEFAULT_LIMIT,
+    Cursor,
+    Limit,
+    after_rule,
+    as_utc,
+    listed,
+    require,
+    rule_cursor,
+)
 from aios.domain import (
     AlertRule,
     AlertState,
@@ -68,22 +75,6 @@ Longitude = Annotated[
     BeforeValidator(_finite),
     Query(ge=-180, le=180, description="Degrees, WGS 84."),
 ]
-
-
-def _rule_cursor(rule_id: str) -> str:
-    return base64.urlsafe_b64encode(f"rule:{rule_id}".encode()).decode()
-
-
-def _after_rule(cursor: str) -> str:
-    try:
-        text = base64.urlsafe_b64decode(cursor.encode()).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        text = ""
-    if not text.startswith("rule:"):
-        raise Unprocessable.field(
-            "query.cursor", "not a cursor of this list; pass the next_cursor unchanged"
-        )
-    return text.removeprefix("rule:")
 
 
 def _box(
@@ -312,10 +303,10 @@ def register(app: ApiResolver) -> None:
         get_device(device_id)
         rules = fleet.list_rules(device_id)
         if cursor is not None:
-            after = _after_rule(cursor)
+            after = after_rule(cursor)
             rules = [r for r in rules if r.id > after]
         items = rules[:limit]
-        next_cursor = _rule_cursor(items[-1].id) if len(rules) > limit else None
+        next_cursor = rule_cursor(items[-1].id) if len(rules) > limit else None
         return PageOut[AlertRule](items=items, next_cursor=next_cursor)
 
     @app.post(

@@ -1,4 +1,5 @@
-"""Read-mostly routes: pipeline events, alerts, the audit log, the node catalog, settings."""
+"""Read-mostly routes: pipeline events (and their acknowledgement), alerts and alert rules,
+the audit log, the node catalog, settings."""
 
 from __future__ import annotations
 
@@ -10,8 +11,17 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from aios.api.models import PageOut, SiteSettings, SiteSettingsUpdate
 from aios.api.permissions import API_PREFIX
-from aios.api.routes._common import DEFAULT_LIMIT, Cursor, Limit, as_utc, listed, require
-from aios.domain import Alert, AlertState, AuditEntry, EventRecord
+from aios.api.routes._common import (
+    DEFAULT_LIMIT,
+    Cursor,
+    Limit,
+    after_rule,
+    as_utc,
+    listed,
+    require,
+    rule_cursor,
+)
+from aios.domain import Alert, AlertRule, AlertState, AuditEntry, EventRecord
 from aios.fleet.service import FLEET_SETTINGS_KEY
 from aios.store.port import EventQuery
 
@@ -36,6 +46,18 @@ def register(app: ApiResolver) -> None:
         run_id: Text = None,
         type: Text = None,
         source_id: Text = None,
+        severity: Annotated[
+            str | None,
+            Query(
+                max_length=50,
+                description="info, warning or critical (events recorded by a dashboard "
+                "node carry the dashboard's severity; others are info).",
+            ),
+        ] = None,
+        acknowledged: Annotated[
+            bool | None,
+            Query(description="true: acknowledged events only; false: unacknowledged only."),
+        ] = None,
         since: Since = None,
         until: Until = None,
         limit: Limit = DEFAULT_LIMIT,
@@ -48,9 +70,53 @@ def register(app: ApiResolver) -> None:
             source_id=source_id,
             since=as_utc(since, "query.since"),
             until=as_utc(until, "query.until"),
+            severity=severity,
+            acknowledged=acknowledged,
         )
         page = listed(lambda: store.events.list(query, limit=limit, cursor=cursor), cursor)
         return PageOut[EventRecord](items=page.items, next_cursor=page.next_cursor)
+
+    @app.post(
+        f"{API_PREFIX}/events/<event_id>/acknowledge",
+        tags=["events"],
+        summary="Acknowledge a pipeline event (the first acknowledgement is kept)",
+        description="Records who acknowledged the event and when (`acknowledged_by`, "
+        "`acknowledged_at`); acknowledging it again changes nothing and answers the event "
+        "as first acknowledged. Published on the `notifications` feed as "
+        '`{"type": "event.acknowledged", "event": {...}}`.',
+    )
+    def acknowledge_event(event_id: Annotated[str, Path(max_length=128)]) -> EventRecord:
+        require(store.events.get(event_id), f"event '{event_id}'")
+        event = store.events.acknowledge(
+            event_id, by=app.principal().username, at=app.services.clock()
+        )
+        try:
+            app.services.feed.publish(
+                "notifications",
+                {"type": "event.acknowledged", "event": event.model_dump(mode="json")},
+            )
+        except Exception:  # the acknowledgement is stored; a live view misses one message
+            log.exception("publishing the acknowledgement of %s failed", event_id)
+        return event
+
+    @app.get(
+        f"{API_PREFIX}/alert-rules",
+        tags=["alerts"],
+        summary="Every alert rule of the fleet (by id)",
+    )
+    def list_all_rules(
+        *,
+        device_id: Text = None,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
+    ) -> PageOut[AlertRule]:
+        rules = store.alerts.list_rules(device_id)
+        if cursor is not None:
+            after = after_rule(cursor)
+            rules = [r for r in rules if r.id > after]
+        items = rules[:limit]
+        next_cursor = rule_cursor(items[-1].id) if len(rules) > limit else None
+        return PageOut[AlertRule](items=items, next_cursor=next_cursor)
 
     @app.get(f"{API_PREFIX}/alerts", tags=["alerts"], summary="List alerts (newest first)")
     def list_alerts(

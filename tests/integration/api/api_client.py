@@ -81,6 +81,16 @@ class ApiResponse:
         assert set(body) == {"error"}, body
         return body["error"]  # type: ignore[no-any-return]
 
+    def raw_bytes(self) -> bytes:
+        """The body as sent (a binary body, e.g. a JPEG, is base64 in the proxy result)."""
+        body = self.raw.get("body") or ""
+        if not self.raw.get("isBase64Encoded"):
+            return str(body).encode()
+        data = base64.b64decode(body)
+        if self.headers.get("content-encoding") == "gzip":
+            data = gzip.decompress(data)
+        return data
+
     def fields(self) -> list[str]:
         """The field paths of an error's details."""
         return [d["field"] for d in self.error["details"]]
@@ -144,7 +154,7 @@ class ApiClient:
             data = base64.b64decode(body)
             if headers_out.get("content-encoding") == "gzip":
                 data = gzip.decompress(data)
-            body = data.decode()
+            body = data.decode("utf-8", errors="replace")  # binary bodies: raw_bytes()
         return ApiResponse(int(raw["statusCode"]), headers_out, body, raw)
 
     def get(self, path: str, **kw: Any) -> ApiResponse:

@@ -187,6 +187,9 @@ ACCEPTED_503 = {"device_unreachable", "runs_unavailable"}
 """503s that are answers, not failures: this process has no device link or run launcher."""
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+NOT_FUZZED = {("POST", "/api/v1/cameras/snapshot")}
+"""Operations left out of fuzzing: this one connects to the URL it is given (generated
+URLs would reach hosts off this machine); test_cameras.py tests it on loopback and files."""
 FUZZ_EXAMPLES = {"write": 25, "read": 6}
 """Generated cases per operation (after the examples and coverage cases), within the CI
 budget; a local run with thousands of cases uses the schemathesis CLI."""
@@ -246,6 +249,8 @@ def test_schemathesis_finds_no_server_errors(api: ApiClient, admin: Account) -> 
     for result in schema.get_all_operations():
         operation = result.ok()
         operations += 1
+        if (operation.method.upper(), operation.path) in NOT_FUZZED:
+            continue
 
         def check(case: schemathesis.Case) -> None:
             response = case.call(headers=auth)

@@ -54,7 +54,10 @@ def test_writes_are_operator_or_admin_and_user_admin_is_admin_only() -> None:
             assert perm.role is Role.ADMIN, (method, path)
         if path.startswith(("/api/v1/audit", "/api/v1/settings")):
             assert perm.role is Role.ADMIN, (method, path)
-        if method in ("POST", "PUT", "DELETE") and path.startswith(
+        if path.startswith("/api/v1/devices/{device_id}/live"):
+            # watching a camera live (start/end one's own session) is reading
+            assert perm.role is Role.VIEWER, (method, path)
+        elif method in ("POST", "PUT", "DELETE") and path.startswith(
             ("/api/v1/devices", "/api/v1/alert-rules", "/api/v1/alerts")
         ):
             assert perm.role is Role.OPERATOR, (method, path)
@@ -62,7 +65,9 @@ def test_writes_are_operator_or_admin_and_user_admin_is_admin_only() -> None:
             assert perm.role is Role.OPERATOR, (method, path)
         if path.endswith(("/execute", "/stop")):
             assert perm.role is Role.OPERATOR, (method, path)
-        if (
+        if path.startswith(("/api/v1/integrations", "/api/v1/backup", "/api/v1/restore")):
+            assert perm.role is Role.ADMIN, (method, path)  # secrets, whole-site configuration
+        elif (
             method == "GET"
             and not path.startswith(("/api/v1/users", "/api/v1/audit"))
             and (path != "/api/v1/settings")

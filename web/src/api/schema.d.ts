@@ -164,6 +164,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/events/{event_id}/acknowledge": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Acknowledge a pipeline event (the first acknowledgement is kept)
+         * @description Records who acknowledged the event and when (`acknowledged_by`, `acknowledged_at`); acknowledging it again changes nothing and answers the event as first acknowledged. Published on the `notifications` feed as `{"type": "event.acknowledged", "event": {...}}`.
+         */
+        post: operations["acknowledge_event_api_v1_events__event_id__acknowledge_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/alerts/{alert_id}/acknowledge": {
         parameters: {
             query?: never;
@@ -361,6 +381,91 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/devices/{device_id}/live": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Start a camera's live view (WebRTC): post the offer, get the answer */
+        post: operations["start_live_api_v1_devices__device_id__live_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/devices/{device_id}/live/{session_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** End a live view session */
+        delete: operations["stop_live_api_v1_devices__device_id__live__session_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/devices/{device_id}/snapshot": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A current JPEG of a camera (through its connector)
+         * @description Camera snapshots for drawing zones and lines in the pipeline builder.
+         *
+         *     - ``GET /api/v1/devices/{device_id}/snapshot``: a fleet camera's newest frame. The API
+         *       sends the camera's connector the ``snapshot`` command (recorded in the device's commands
+         *       like any other) and waits for its answer up to ``timeout_seconds``; the connector answers
+         *       a JPEG of at most :data:`aios.api.snapshots.MAX_SNAPSHOT_BYTES` in base64.
+         *     - ``POST /api/v1/cameras/snapshot``: one frame of a camera URL (``rtsp://``) or video file
+         *       as a pipeline's camera node names it, read by this service (see
+         *       :func:`aios.api.snapshots.grab_url`). The URL's password is never echoed (errors show
+         *       ``rtsp://user:***@host/…``) and not recorded in the audit log (its entry names the host).
+         *
+         *     Both answer ``image/jpeg`` with ``X-Snapshot-Width``/``X-Snapshot-Height`` (pixels) and,
+         *     for a fleet camera, ``X-Snapshot-Time`` (the frame's UTC capture time). The API waits
+         *     while it fetches the frame (at most ``timeout_seconds``): keep it short.
+         */
+        get: operations["device_snapshot_api_v1_devices__device_id__snapshot_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/integrations/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Set an integration secret (stored encrypted; running pipelines use it at their next action) */
+        put: operations["set_integration_api_v1_integrations__name__put"];
+        post?: never;
+        /** Clear an integration secret set from the console */
+        delete: operations["clear_integration_api_v1_integrations__name__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/auth/login": {
         parameters: {
             query?: never;
@@ -516,6 +621,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/alert-rules": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every alert rule of the fleet (by id) */
+        get: operations["list_all_rules_api_v1_alert_rules_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/alerts": {
         parameters: {
             query?: never;
@@ -605,6 +727,43 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/analytics/availability": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Fleet availability by hour: share of device-time online, and not offline
+         * @description From the devices' recorded status transitions (their history's `status.*` entries). Each UTC hour of `[since, until)` gives the share of device-seconds online (`online_ratio`) and online or warning (`available_ratio`), over the devices registered in that hour. Window: at most 31 days.
+         */
+        get: operations["availability_api_v1_analytics_availability_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/system": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The dashboard's key figures: uptime, devices, active pipelines, alerts */
+        get: operations["system_api_v1_system_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/analytics/performance": {
         parameters: {
             query?: never;
@@ -651,6 +810,160 @@ export interface paths {
         get: operations["device_analytics_api_v1_analytics_devices_get"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/cameras/snapshot": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A JPEG from a camera URL or video file (for the builder's camera nodes)
+         * @description Camera snapshots for drawing zones and lines in the pipeline builder.
+         *
+         *     - ``GET /api/v1/devices/{device_id}/snapshot``: a fleet camera's newest frame. The API
+         *       sends the camera's connector the ``snapshot`` command (recorded in the device's commands
+         *       like any other) and waits for its answer up to ``timeout_seconds``; the connector answers
+         *       a JPEG of at most :data:`aios.api.snapshots.MAX_SNAPSHOT_BYTES` in base64.
+         *     - ``POST /api/v1/cameras/snapshot``: one frame of a camera URL (``rtsp://``) or video file
+         *       as a pipeline's camera node names it, read by this service (see
+         *       :func:`aios.api.snapshots.grab_url`). The URL's password is never echoed (errors show
+         *       ``rtsp://user:***@host/…``) and not recorded in the audit log (its entry names the host).
+         *
+         *     Both answer ``image/jpeg`` with ``X-Snapshot-Width``/``X-Snapshot-Height`` (pixels) and,
+         *     for a fleet camera, ``X-Snapshot-Time`` (the frame's UTC capture time). The API waits
+         *     while it fetches the frame (at most ``timeout_seconds``): keep it short.
+         */
+        post: operations["url_snapshot_api_v1_cameras_snapshot_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/integrations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Integration secrets: which are set, where from, masked (never the values)
+         * @description ``/api/v1/integrations``: the secrets the notification and webhook nodes use, shown
+         *     masked, set and cleared by an admin.
+         *
+         *     What goes where. A *secret* — a WhatsApp Cloud API access token, a Telegram bot token, an
+         *     SMTP password, a webhook's shared signing secret, an HTTP POST's authorization or signing
+         *     secret — is set here and kept in the store's secrets table
+         *     (:class:`~aios.store.port.IntegrationSecretStore`; SQLite: encrypted at rest); a node's
+         *     configuration only *names* it (``access_token_secret: whatsapp_access_token``). Everything
+         *     else an integration needs — the SMTP host, port, sender and recipients, the WhatsApp phone
+         *     number id and recipients, the Telegram chat ids, a webhook's path — is not secret and is
+         *     part of the node's configuration, saved and versioned with the pipeline (two pipelines may
+         *     send through different SMTP servers or to different chats).
+         *
+         *     Where the nodes find a secret, first match wins: the service's environment
+         *     (``AIOS_SECRET_<NAME>``; whoever runs the service can pin a value), then the value set
+         *     here, then the service's secrets file (``--secrets`` / ``AIOS_SECRETS_FILE``). The list
+         *     says which one is in effect (``source``). Values never appear in a response, the audit
+         *     log (its entries name the secret only) or the logs.
+         */
+        get: operations["list_integrations_api_v1_integrations_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/backup": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Download the site's configuration as one JSON file
+         * @description ``/api/v1/backup`` and ``/api/v1/restore``: a site's configuration as one JSON file.
+         *
+         *     The file (:class:`~aios.api.models.BackupFile`, ``schema_version`` :data:`BACKUP_SCHEMA_VERSION`)
+         *     holds what people configured, not what happened:
+         *
+         *     - ``devices``: id, name, kind, site, tags, location, parent, pending, and the desired
+         *       configuration (not status, health, reported configuration or history);
+         *     - ``pipelines``: every revision's document, oldest first;
+         *     - ``alert_rules``; ``settings`` (the site settings, ``{"fleet": {...}}``);
+         *     - ``users``: id, username, display name, email, role, disabled — never a password hash
+         *       (a user the restore creates cannot sign in until an admin sets a password);
+         *     - ``integration_secrets``: the *names* of the secrets set, never their values (the
+         *       restore answers which of them are missing here).
+         *
+         *     Restore (``mode=merge``, the only mode: nothing absent from the file is deleted) first
+         *     validates the whole file — every problem is reported with its field path, such as
+         *     ``body.devices.2.kind`` or ``body.pipelines.0.revisions.1.nodes.3.id``, and nothing is
+         *     written if there is one — then upserts: a record whose id is new is created; an existing
+         *     one is updated when it differs (a device through the fleet service, so its ``version``
+         *     and ``desired_version`` move on and the new desired configuration is published; a
+         *     pipeline whose latest document differs gets *one* new revision with the file's latest
+         *     document, so its revision history stays consistent; a user keeps its password). The
+         *     caller's own account is never changed by a restore (no one locks themselves out).
+         */
+        get: operations["backup_api_v1_backup_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/restore": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Restore a backup file (validated whole first; merge: create or update)
+         * @description ``/api/v1/backup`` and ``/api/v1/restore``: a site's configuration as one JSON file.
+         *
+         *     The file (:class:`~aios.api.models.BackupFile`, ``schema_version`` :data:`BACKUP_SCHEMA_VERSION`)
+         *     holds what people configured, not what happened:
+         *
+         *     - ``devices``: id, name, kind, site, tags, location, parent, pending, and the desired
+         *       configuration (not status, health, reported configuration or history);
+         *     - ``pipelines``: every revision's document, oldest first;
+         *     - ``alert_rules``; ``settings`` (the site settings, ``{"fleet": {...}}``);
+         *     - ``users``: id, username, display name, email, role, disabled — never a password hash
+         *       (a user the restore creates cannot sign in until an admin sets a password);
+         *     - ``integration_secrets``: the *names* of the secrets set, never their values (the
+         *       restore answers which of them are missing here).
+         *
+         *     Restore (``mode=merge``, the only mode: nothing absent from the file is deleted) first
+         *     validates the whole file — every problem is reported with its field path, such as
+         *     ``body.devices.2.kind`` or ``body.pipelines.0.revisions.1.nodes.3.id``, and nothing is
+         *     written if there is one — then upserts: a record whose id is new is created; an existing
+         *     one is updated when it differs (a device through the fleet service, so its ``version``
+         *     and ``desired_version`` move on and the new desired configuration is published; a
+         *     pipeline whose latest document differs gets *one* new revision with the file's latest
+         *     document, so its revision history stays consistent; a user keeps its password). The
+         *     caller's own account is never changed by a restore (no one locks themselves out).
+         */
+        post: operations["restore_api_v1_restore_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -809,6 +1122,118 @@ export interface components {
             detail?: {
                 [key: string]: unknown;
             };
+        };
+        /**
+         * AvailabilityHour
+         * @description One UTC hour of the fleet: the share of device-time online, and not offline.
+         */
+        AvailabilityHour: {
+            /**
+             * Hour
+             * Format: date-time
+             */
+            hour: string;
+            /**
+             * Devices
+             * @description Devices registered during (part of) the hour.
+             */
+            devices: number;
+            /**
+             * Online Ratio
+             * @description 0–1: device-seconds online over all.
+             */
+            online_ratio: number;
+            /**
+             * Available Ratio
+             * @description 0–1: device-seconds online or warning.
+             */
+            available_ratio: number;
+        };
+        /** AvailabilityOut */
+        AvailabilityOut: {
+            /**
+             * Since
+             * Format: date-time
+             */
+            since: string;
+            /**
+             * Until
+             * Format: date-time
+             */
+            until: string;
+            /** By Hour */
+            by_hour: components["schemas"]["AvailabilityHour"][];
+        };
+        /**
+         * BackupFile
+         * @description The configuration of a site as one JSON file (``GET /api/v1/backup``).
+         *
+         *     Holds devices (with their desired configuration, no runtime state), pipelines with all
+         *     their revisions, alert rules, site settings, users (role and names, never password
+         *     hashes), and the *names* of the integration secrets (never their values).
+         */
+        BackupFile: {
+            /**
+             * Schema Version
+             * @description Version of this file's format.
+             */
+            schema_version: number;
+            /**
+             * Exported At
+             * Format: date-time
+             */
+            exported_at: string;
+            /** Exported By */
+            exported_by?: string | null;
+            /** Devices */
+            devices?: {
+                [key: string]: unknown;
+            }[];
+            /** Pipelines */
+            pipelines?: {
+                [key: string]: unknown;
+            }[];
+            /** Alert Rules */
+            alert_rules?: {
+                [key: string]: unknown;
+            }[];
+            /** Settings */
+            settings?: {
+                [key: string]: unknown;
+            };
+            /** Users */
+            users?: {
+                [key: string]: unknown;
+            }[];
+            /**
+             * Integration Secrets
+             * @description Names of the secrets set; values are not exported.
+             */
+            integration_secrets?: string[];
+        };
+        /** CameraSnapshotIn */
+        CameraSnapshotIn: {
+            /**
+             * Url
+             * @description rtsp://… (credentials in the URL are used, never echoed), or a video or image file: file:///path, a path, or asset:NAME (a bundled sample).
+             */
+            url: string;
+            /**
+             * Username
+             * @description Camera login, when not in the URL.
+             */
+            username?: string | null;
+            /**
+             * Password
+             * Format: password
+             */
+            password?: string | null;
+            /**
+             * Timeout Seconds
+             * @description How long to wait for a frame, seconds.
+             * @default 8
+             */
+            timeout_seconds: number;
         };
         /**
          * Command
@@ -1175,6 +1600,16 @@ export interface components {
             data?: {
                 [key: string]: unknown;
             };
+            /**
+             * Acknowledged By
+             * @description Username of the first person who acknowledged it.
+             */
+            acknowledged_by?: string | null;
+            /**
+             * Acknowledged At
+             * @description When it was first acknowledged (later ones are not kept).
+             */
+            acknowledged_at?: string | null;
         };
         /**
          * ExecuteRequest
@@ -1213,6 +1648,144 @@ export interface components {
             hour: string;
             /** Count */
             count: number;
+        };
+        /** IntegrationSecretIn */
+        IntegrationSecretIn: {
+            /**
+             * Value
+             * Format: password
+             * @description The secret (token, password, signing key). Never shown again.
+             */
+            value: string;
+        };
+        /**
+         * IntegrationSecretOut
+         * @description An integration secret as the console shows it: never its value.
+         *
+         *     ``source`` is where the pipelines' nodes find it, in order of precedence: ``env``
+         *     (``AIOS_SECRET_<NAME>`` of the service, set by whoever runs it: it wins over the
+         *     others), ``store`` (set from the console), ``file`` (the service's secrets file); ``null``
+         *     when it is not set anywhere. ``masked`` is what to display: ``"••••wxyz"`` (the last 4
+         *     characters, only for a value set from the console of at least 12 characters),
+         *     ``"•••• set"``, or ``null`` when not set.
+         */
+        IntegrationSecretOut: {
+            /** Name */
+            name: string;
+            /** Title */
+            title: string;
+            /** Description */
+            description: string;
+            /**
+             * Env Var
+             * @description The environment variable that would override it.
+             */
+            env_var: string;
+            /** Set */
+            set: boolean;
+            /** Source */
+            source: ("env" | "store" | "file") | null;
+            /** Masked */
+            masked: string | null;
+            /**
+             * Hint
+             * @description Last 4 characters (store only), else null.
+             */
+            hint: string | null;
+            /**
+             * Stored
+             * @description A value set from the console is stored.
+             */
+            stored: boolean;
+            /**
+             * Updated At
+             * @description When the stored value was set.
+             */
+            updated_at: string | null;
+            /** Updated By */
+            updated_by: string | null;
+            /** Used By */
+            used_by?: components["schemas"]["SecretUse"][];
+        };
+        /**
+         * IntegrationsOut
+         * @description Every integration secret known: the well-known ones of the notification nodes,
+         *     those named by a node of a pipeline's latest revision, and any stored one.
+         */
+        IntegrationsOut: {
+            /** Items */
+            items: components["schemas"]["IntegrationSecretOut"][];
+        };
+        /** KindCounts */
+        KindCounts: {
+            /**
+             * Created
+             * @default 0
+             */
+            created: number;
+            /**
+             * Updated
+             * @default 0
+             */
+            updated: number;
+            /**
+             * Unchanged
+             * @default 0
+             */
+            unchanged: number;
+        };
+        /**
+         * LiveAnswer
+         * @description The connector's answer: give it to ``setRemoteDescription``.
+         */
+        LiveAnswer: {
+            /**
+             * Type
+             * @constant
+             */
+            type: "answer";
+            /**
+             * Sdp
+             * @description The answer's SDP, with the connector's ICE candidates.
+             */
+            sdp: string;
+            /**
+             * Session Id
+             * @description Pass to DELETE …/live/{session_id} to end it.
+             */
+            session_id: string;
+            /**
+             * Device Id
+             * @description The camera.
+             */
+            device_id: string;
+            /**
+             * Connector Id
+             * @description The connector streaming it.
+             */
+            connector_id: string;
+            /**
+             * Max Fps
+             * @description Frames per second, at most.
+             */
+            max_fps?: number | null;
+        };
+        /**
+         * LiveOffer
+         * @description The browser's offer (``RTCPeerConnection.localDescription`` after ICE gathering).
+         */
+        LiveOffer: {
+            /**
+             * Type
+             * @description Always 'offer'.
+             * @constant
+             */
+            type: "offer";
+            /**
+             * Sdp
+             * @description The offer's SDP, candidates in it.
+             */
+            sdp: string;
         };
         /** LoginRequest */
         LoginRequest: {
@@ -1564,6 +2137,27 @@ export interface components {
             refresh_token: string;
         };
         /**
+         * RestoreOut
+         * @description What a restore did, per kind of record.
+         */
+        RestoreOut: {
+            /**
+             * Mode
+             * @constant
+             */
+            mode: "merge";
+            devices: components["schemas"]["KindCounts"];
+            pipelines: components["schemas"]["KindCounts"];
+            alert_rules: components["schemas"]["KindCounts"];
+            settings: components["schemas"]["KindCounts"];
+            users: components["schemas"]["KindCounts"];
+            /**
+             * Missing Secrets
+             * @description Secrets the backup names that are not set here: set them in Settings → Integrations.
+             */
+            missing_secrets: string[];
+        };
+        /**
          * Role
          * @enum {string}
          */
@@ -1668,6 +2262,25 @@ export interface components {
          */
         RunStatus: "starting" | "running" | "stopping" | "stopped" | "succeeded" | "failed";
         /**
+         * SecretUse
+         * @description Where a secret is named: a node of a pipeline's latest revision.
+         */
+        SecretUse: {
+            /** Pipeline Id */
+            pipeline_id: string;
+            /** Pipeline Name */
+            pipeline_name: string;
+            /** Node Id */
+            node_id: string;
+            /** Node Type */
+            node_type: string;
+            /**
+             * Field
+             * @description The node configuration field that names the secret.
+             */
+            field: string;
+        };
+        /**
          * SiteSettings
          * @description Site-wide settings kept in the store.
          */
@@ -1687,6 +2300,65 @@ export interface components {
         SiteSettingsUpdate: {
             /** Allow Pending Devices */
             allow_pending_devices?: boolean | null;
+        };
+        /**
+         * SystemOut
+         * @description The dashboard's key figures in one call.
+         */
+        SystemOut: {
+            /** Version */
+            version: string;
+            /**
+             * Time
+             * Format: date-time
+             * @description The service's clock now (UTC).
+             */
+            time: string;
+            /**
+             * Started At
+             * Format: date-time
+             * @description When the process serving the API started.
+             */
+            started_at: string;
+            /** Uptime Seconds */
+            uptime_seconds: number;
+            /** Devices Total */
+            devices_total: number;
+            /** Devices Online */
+            devices_online: number;
+            /** Devices Warning */
+            devices_warning: number;
+            /** Devices Offline */
+            devices_offline: number;
+            /**
+             * Active Pipelines
+             * @description Pipelines with a run starting/running/stopping.
+             */
+            active_pipelines: number;
+            /** Active Runs */
+            active_runs: number;
+            /** Active Alerts */
+            active_alerts: number;
+            /**
+             * Alerts Last 24H
+             * @description Device alerts raised in the last 24 hours.
+             */
+            alerts_last_24h: number;
+            /**
+             * Alerts Unacknowledged
+             * @description Active device alerts nobody acknowledged.
+             */
+            alerts_unacknowledged: number;
+            /**
+             * Events Last 24H
+             * @description Pipeline events recorded in the last 24 hours.
+             */
+            events_last_24h: number;
+            /**
+             * Notable Events Last 24H
+             * @description Of those, with severity warning or critical (dashboard events).
+             */
+            notable_events_last_24h: number;
         };
         /**
          * TelemetryPoint
@@ -3581,6 +4253,142 @@ export interface operations {
             };
             /** @description The record (or route) does not exist. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description Invalid request (validation_error): the details name each field by path — unknown query parameters, a body where none is read, and JSON nested too deeply included. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    acknowledge_event_api_v1_events__event_id__acknowledge_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                event_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EventRecord"];
+                };
+            };
+            /** @description The Host header is not allowed (host_not_allowed), or the body is not UTF-8 JSON text (invalid_json). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description The caller's role is below the one this endpoint needs (on an upload: the grant is for another run). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description The record (or route) does not exist. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description Conflict: the record exists, changed since it was read, or is in use (on an upload: the run is no longer active). */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5746,6 +6554,913 @@ export interface operations {
             };
         };
     };
+    start_live_api_v1_devices__device_id__live_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The camera's id. */
+                device_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LiveOffer"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LiveAnswer"];
+                };
+            };
+            /** @description The Host header is not allowed (host_not_allowed), or the body is not UTF-8 JSON text (invalid_json). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description The caller's role is below the one this endpoint needs (on an upload: the grant is for another run). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description The record (or route) does not exist. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description Conflict: the record exists, changed since it was read, or is in use (on an upload: the run is no longer active). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description The request has a body not sent as 'Content-Type: application/json' (on an upload: the body is not a file of the kind named). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description Invalid request (validation_error): the details name each field by path — unknown query parameters, a body where none is read, and JSON nested too deeply included. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description A camera or device the API asked on the caller's behalf answered with an error (snapshot_failed, camera_unreachable, camera_auth_failed, live_failed). */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description This process cannot reach devices or start runs. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description A camera or device the API asked on the caller's behalf did not answer in time (camera_timeout, live_timeout). */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    stop_live_api_v1_devices__device_id__live__session_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The camera's id. */
+                device_id: string;
+                /** @description The session's id. */
+                session_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": null;
+                };
+            };
+            /** @description The Host header is not allowed (host_not_allowed), or the body is not UTF-8 JSON text (invalid_json). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description The caller's role is below the one this endpoint needs (on an upload: the grant is for another run). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description The record (or route) does not exist. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description Conflict: the record exists, changed since it was read, or is in use (on an upload: the run is no longer active). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description Invalid request (validation_error): the details name each field by path — unknown query parameters, a body where none is read, and JSON nested too deeply included. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description A camera or device the API asked on the caller's behalf answered with an error (snapshot_failed, camera_unreachable, camera_auth_failed, live_failed). */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description This process cannot reach devices or start runs. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description A camera or device the API asked on the caller's behalf did not answer in time (camera_timeout, live_timeout). */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    device_snapshot_api_v1_devices__device_id__snapshot_get: {
+        parameters: {
+            query?: {
+                /** @description How long to wait for the camera, s. */
+                timeout_seconds?: number;
+            };
+            header?: never;
+            path: {
+                /** @description The camera's id. */
+                device_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The JPEG. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "image/jpeg": string;
+                };
+            };
+            /** @description The Host header is not allowed (host_not_allowed), or the body is not UTF-8 JSON text (invalid_json). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description The caller's role is below the one this endpoint needs (on an upload: the grant is for another run). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description The record (or route) does not exist. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description Conflict: the record exists, changed since it was read, or is in use (on an upload: the run is no longer active). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description Invalid request (validation_error): the details name each field by path — unknown query parameters, a body where none is read, and JSON nested too deeply included. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description A camera or device the API asked on the caller's behalf answered with an error (snapshot_failed, camera_unreachable, camera_auth_failed, live_failed). */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description This process cannot reach devices or start runs. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description A camera or device the API asked on the caller's behalf did not answer in time (camera_timeout, live_timeout). */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    set_integration_api_v1_integrations__name__put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The secret's name (letters, digits, '_', '.', '-'; starts with a letter), as a node's configuration names it. */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["IntegrationSecretIn"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IntegrationSecretOut"];
+                };
+            };
+            /** @description The Host header is not allowed (host_not_allowed), or the body is not UTF-8 JSON text (invalid_json). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description The caller's role is below the one this endpoint needs (on an upload: the grant is for another run). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description The record (or route) does not exist. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description Conflict: the record exists, changed since it was read, or is in use (on an upload: the run is no longer active). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description The request has a body not sent as 'Content-Type: application/json' (on an upload: the body is not a file of the kind named). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description Invalid request (validation_error): the details name each field by path — unknown query parameters, a body where none is read, and JSON nested too deeply included. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    clear_integration_api_v1_integrations__name__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The secret's name (letters, digits, '_', '.', '-'; starts with a letter), as a node's configuration names it. */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": null;
+                };
+            };
+            /** @description The Host header is not allowed (host_not_allowed), or the body is not UTF-8 JSON text (invalid_json). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description The caller's role is below the one this endpoint needs (on an upload: the grant is for another run). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description The record (or route) does not exist. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description Conflict: the record exists, changed since it was read, or is in use (on an upload: the run is no longer active). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description Invalid request (validation_error): the details name each field by path — unknown query parameters, a body where none is read, and JSON nested too deeply included. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+        };
+    };
     login_api_v1_auth_login_post: {
         parameters: {
             query?: never;
@@ -6964,6 +8679,10 @@ export interface operations {
                 run_id?: string | null;
                 type?: string | null;
                 source_id?: string | null;
+                /** @description info, warning or critical (events recorded by a dashboard node carry the dashboard's severity; others are info). */
+                severity?: string | null;
+                /** @description true: acknowledged events only; false: unacknowledged only. */
+                acknowledged?: boolean | null;
                 /** @description From this time (ISO 8601; naive = UTC). */
                 since?: string | null;
                 /** @description Before this time (ISO 8601; naive = UTC). */
@@ -6986,6 +8705,108 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PageOut_EventRecord_"];
+                };
+            };
+            /** @description The Host header is not allowed (host_not_allowed), or the body is not UTF-8 JSON text (invalid_json). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description The caller's role is below the one this endpoint needs (on an upload: the grant is for another run). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description Invalid request (validation_error): the details name each field by path — unknown query parameters, a body where none is read, and JSON nested too deeply included. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    list_all_rules_api_v1_alert_rules_get: {
+        parameters: {
+            query?: {
+                device_id?: string | null;
+                /** @description Items per page, 1–1000. */
+                limit?: number;
+                /** @description The `next_cursor` of the previous page; absent for the first page. */
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PageOut_AlertRule_"];
                 };
             };
             /** @description The Host header is not allowed (host_not_allowed), or the body is not UTF-8 JSON text (invalid_json). */
@@ -7713,6 +9534,203 @@ export interface operations {
             };
         };
     };
+    availability_api_v1_analytics_availability_get: {
+        parameters: {
+            query?: {
+                /** @description From this time (ISO 8601; naive = UTC). Default: 24 h before until. */
+                since?: string | null;
+                /** @description Before this time (ISO 8601; naive = UTC). Default: now. */
+                until?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AvailabilityOut"];
+                };
+            };
+            /** @description The Host header is not allowed (host_not_allowed), or the body is not UTF-8 JSON text (invalid_json). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description The caller's role is below the one this endpoint needs (on an upload: the grant is for another run). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description Invalid request (validation_error): the details name each field by path — unknown query parameters, a body where none is read, and JSON nested too deeply included. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    system_api_v1_system_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SystemOut"];
+                };
+            };
+            /** @description The Host header is not allowed (host_not_allowed), or the body is not UTF-8 JSON text (invalid_json). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description The caller's role is below the one this endpoint needs (on an upload: the grant is for another run). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description Invalid request (validation_error): the details name each field by path — unknown query parameters, a body where none is read, and JSON nested too deeply included. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+        };
+    };
     performance_api_v1_analytics_performance_get: {
         parameters: {
             query?: {
@@ -8127,6 +10145,572 @@ export interface operations {
             };
             /** @description The caller's role is below the one this endpoint needs (on an upload: the grant is for another run). */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description Invalid request (validation_error): the details name each field by path — unknown query parameters, a body where none is read, and JSON nested too deeply included. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    url_snapshot_api_v1_cameras_snapshot_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CameraSnapshotIn"];
+            };
+        };
+        responses: {
+            /** @description The JPEG. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "image/jpeg": string;
+                };
+            };
+            /** @description The Host header is not allowed (host_not_allowed), or the body is not UTF-8 JSON text (invalid_json). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description The caller's role is below the one this endpoint needs (on an upload: the grant is for another run). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description Conflict: the record exists, changed since it was read, or is in use (on an upload: the run is no longer active). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description The request has a body not sent as 'Content-Type: application/json' (on an upload: the body is not a file of the kind named). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description Invalid request (validation_error): the details name each field by path — unknown query parameters, a body where none is read, and JSON nested too deeply included. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description A camera or device the API asked on the caller's behalf answered with an error (snapshot_failed, camera_unreachable, camera_auth_failed, live_failed). */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description This process cannot reach devices or start runs. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description A camera or device the API asked on the caller's behalf did not answer in time (camera_timeout, live_timeout). */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    list_integrations_api_v1_integrations_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IntegrationsOut"];
+                };
+            };
+            /** @description The Host header is not allowed (host_not_allowed), or the body is not UTF-8 JSON text (invalid_json). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description The caller's role is below the one this endpoint needs (on an upload: the grant is for another run). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description Invalid request (validation_error): the details name each field by path — unknown query parameters, a body where none is read, and JSON nested too deeply included. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    backup_api_v1_backup_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The backup file (Content-Disposition: attachment). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * Schema Version
+                         * @description Version of this file's format.
+                         */
+                        schema_version: number;
+                        /**
+                         * Exported At
+                         * Format: date-time
+                         */
+                        exported_at: string;
+                        /** Exported By */
+                        exported_by?: string | null;
+                        /** Devices */
+                        devices?: {
+                            [key: string]: unknown;
+                        }[];
+                        /** Pipelines */
+                        pipelines?: {
+                            [key: string]: unknown;
+                        }[];
+                        /** Alert Rules */
+                        alert_rules?: {
+                            [key: string]: unknown;
+                        }[];
+                        /** Settings */
+                        settings?: {
+                            [key: string]: unknown;
+                        };
+                        /** Users */
+                        users?: {
+                            [key: string]: unknown;
+                        }[];
+                        /**
+                         * Integration Secrets
+                         * @description Names of the secrets set; values are not exported.
+                         */
+                        integration_secrets?: string[];
+                    };
+                };
+            };
+            /** @description The Host header is not allowed (host_not_allowed), or the body is not UTF-8 JSON text (invalid_json). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description The caller's role is below the one this endpoint needs (on an upload: the grant is for another run). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description Invalid request (validation_error): the details name each field by path — unknown query parameters, a body where none is read, and JSON nested too deeply included. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    restore_api_v1_restore_post: {
+        parameters: {
+            query?: {
+                /** @description merge: create new records, update existing ones, delete none. */
+                mode?: "merge";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BackupFile"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RestoreOut"];
+                };
+            };
+            /** @description The Host header is not allowed (host_not_allowed), or the body is not UTF-8 JSON text (invalid_json). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description The caller's role is below the one this endpoint needs (on an upload: the grant is for another run). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description Conflict: the record exists, changed since it was read, or is in use (on an upload: the run is no longer active). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description The request has a body not sent as 'Content-Type: application/json' (on an upload: the body is not a file of the kind named). */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };

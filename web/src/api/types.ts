@@ -26,3 +26,12 @@ export interface ApiErrorBody {
   details?: { field?: string; message?: string; [key: string]: unknown }[] | null;
   request_id?: string | null;
 }
+
+export type EventRecord = S["EventRecord"];
+export type EventAnalytics = S["EventAnalytics"];
+export type DeviceAnalytics = S["DeviceAnalytics"];
+export type PerformanceOut = S["PerformanceOut"];
+export type PipelineSummary = S["PipelineOut"];
+export type SystemOut = S["SystemOut"];
+export type AvailabilityOut = S["AvailabilityOut"];
+export type AvailabilityHour = S["AvailabilityHour"];
