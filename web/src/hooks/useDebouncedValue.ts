@@ -1,0 +1,14 @@
+/**
+ * `useDebouncedValue(value, 300)`: the value once it has stopped changing for `delayMs`
+ * milliseconds (a search box asks the API once per pause in typing, not once per key).
+ */
+import { useEffect, useState } from "react";
+
+export function useDebouncedValue<T>(value: T, delayMs = 300): T {
+  const [debounced, setDebounced] = useState(value);
+  useEffect(() => {
+    const timer = setTimeout(() => setDebounced(value), delayMs);
+    return () => clearTimeout(timer);
+  }, [value, delayMs]);
+  return debounced;
+}
