@@ -79,7 +79,10 @@ if ! command -v npm >/dev/null 2>&1; then
 fi
 if [[ ! -d web/node_modules ]] || [[ web/package-lock.json -nt web/node_modules/.package-lock.json ]]; then
   log "Installing the console's npm packages"
-  npm --prefix web ci --no-audit --no-fund --loglevel=error >/dev/null
+  # `npm install` (which keeps to package-lock.json) rather than `npm ci`: the lock lacks
+  # Vite's Windows-only optional package, which some registries do not carry, and `npm ci`
+  # refuses a lock without it.
+  npm --prefix web install --no-audit --no-fund --loglevel=error >/dev/null
 fi
 log "Building the console (web/dist)"
 if ! build_log=$(npm --prefix web run build 2>&1); then

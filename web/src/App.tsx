@@ -69,7 +69,9 @@ export default function App() {
       <BrowserRouter>
         <AppRoutes />
       </BrowserRouter>
-      <Toaster position="bottom-right" toastOptions={{ duration: 4000 }} />
+      {/* bottom left, over the side menu: clear of the toolbars (top right) and of dialogs'
+          buttons (bottom right) */}
+      <Toaster position="bottom-left" toastOptions={{ duration: 4000 }} />
     </QueryClientProvider>
   );
 }
