@@ -151,6 +151,42 @@ class ApplyReport:
     link_restarted: bool = False
 
 
+def register_map_report(device: PlcConfig | ModbusSensorConfig) -> DeviceEventItem:
+    """The ``config.reported`` event of a Modbus device: its register map as this file has
+    it (``{"unit_id", "poll_interval_seconds", "registers": [{"name", "table", "address"
+    (0-based), "data_type", "order", "scale", "offset", "unit", "writable",
+    "poll_interval_seconds"}]}``; no host, port or secret), so the console offers commands
+    by register name. Version 0: it acknowledges no desired configuration."""
+    registers = [
+        {
+            "name": r.name,
+            "table": r.table,
+            "address": r.pdu_address,
+            "data_type": r.data_type,
+            "order": r.order,
+            "scale": r.scale,
+            "offset": r.offset,
+            "unit": r.unit,
+            "writable": r.writable,
+            "poll_interval_seconds": r.poll_interval_seconds,
+        }
+        for r in device.registers
+    ]
+    report = ConfigReport(
+        version=0,
+        config={
+            "unit_id": device.unit_id,
+            "poll_interval_seconds": device.poll_interval_seconds,
+            "registers": registers,
+        },
+    )
+    return DeviceEventItem(
+        type=CONFIG_REPORTED,
+        message=f"register map: {len(registers)} value(s)",
+        data=report.model_dump(mode="json", exclude_none=True),
+    )
+
+
 class Connector:
     """The daemon for one configuration.
 
@@ -350,6 +386,8 @@ class Connector:
             worker = poller
         worker.start()
         self.pollers[device.id] = worker
+        if not isinstance(device, SimulatedSensorConfig):
+            self._emit_event(device.id, register_map_report(device))
 
     def reload(self) -> ApplyReport | None:
         """Read the configuration file again and apply it; keep the running one if the

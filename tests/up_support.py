@@ -67,3 +67,16 @@ class ServerThread:
         self.thread.join(WAIT)
         self.sock.close()
         assert not self.thread.is_alive(), "server thread did not stop"
+
+
+def connected(device: dict[str, Any]) -> bool:
+    """Online, or warning only because this shared machine's CPU is busy (the connector
+    reports the whole machine's load)."""
+    if device["status"] == "online":
+        return True
+    reasons = device.get("status_reasons") or []
+    return (
+        device["status"] == "warning"
+        and bool(reasons)
+        and all(r.startswith("cpu_percent ") for r in reasons)
+    )

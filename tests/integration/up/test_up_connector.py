@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import yaml
 from up_process import STOP_TIMEOUT, UpProcess
-from up_support import free_port, wait_until
+from up_support import connected, free_port, wait_until
 
 from aios.plc.modbus import encode
 from aios.plc.simulator import ModbusSimulator
@@ -96,11 +96,15 @@ def test_up_runs_the_local_connector(plc: ModbusSimulator, tmp_path: Path) -> No
             found = device(device_id)
             assert (found["kind"], found["parent_id"]) == (kind, CONNECTOR)
         for device_id in (CONNECTOR, "sim-plc", "sim-climate"):
-            wait_until(
-                lambda d=device_id: device(d)["status"] == "online", 20, f"{device_id} online"
-            )
+            wait_until(lambda d=device_id: connected(device(d)), 20, f"{device_id} online")
         assert device(CONNECTOR)["firmware_version"].startswith("aios-connector ")
         assert device("sim-plc")["health"]["poll_success_rate"] == 100.0
+        # AND the PLC's register map is its reported configuration (commands by name)
+        reported = wait_until(
+            lambda: device("sim-plc")["reported_config"].get("registers"), 20, "register map"
+        )
+        siren = next(r for r in reported if r["name"] == "siren")
+        assert (siren["table"], siren["address"], siren["writable"]) == ("coil", 0, True)
 
         # WHEN a command is sent to the PLC through the API
         sent = httpx.post(

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import yaml
 from up_process import UpProcess
-from up_support import free_port
+from up_support import connected, free_port
 
 from aios.config import Settings
 from aios.domain import Device, DeviceKind, GeoPoint
@@ -85,19 +85,6 @@ class Api:
         res = self.client.get(path, params=params or None)
         assert res.status_code == 200, (path, res.status_code, res.text)
         return res.json()
-
-
-def connected(device: dict[str, Any]) -> bool:
-    """Online, or warning only because this shared machine's CPU is busy (the connector
-    reports the whole machine's load)."""
-    if device["status"] == "online":
-        return True
-    reasons = device.get("status_reasons") or []
-    return (
-        device["status"] == "warning"
-        and bool(reasons)
-        and all(r.startswith("cpu_percent ") for r in reasons)
-    )
 
 
 def demo_lines(up: UpProcess) -> list[str]:
