@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import time
 import urllib.parse
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Annotated, Any
@@ -28,24 +27,20 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from aios.api.errors import (
     BadGateway,
-    ConflictApi,
     GatewayTimeout,
     ServiceUnavailable,
     Unprocessable,
 )
 from aios.api.models import CameraSnapshotIn
 from aios.api.permissions import API_PREFIX
-from aios.api.routes._common import require
+from aios.api.routes._camera_commands import await_answer, camera_and_connector
 from aios.api.routes.media import binary_response
 from aios.api.snapshots import MAX_SNAPSHOT_BYTES, SnapshotError, grab_url
-from aios.domain import CommandStatus, DeviceKind
+from aios.domain import CommandStatus
 from aios.fleet.service import FleetService
 
 if TYPE_CHECKING:
     from aios.api.app import ApiResolver
-
-POLL_SECONDS = 0.05
-"""How often the API looks for the connector's answer while it waits."""
 
 _JPEG_RESPONSE: dict[int, Any] = {
     200: {
@@ -87,19 +82,7 @@ def register(app: ApiResolver) -> None:
             float, Query(gt=0, le=30, description="How long to wait for the camera, s.")
         ] = 8.0,
     ) -> Response[Any]:
-        device = require(store.devices.get(device_id), f"device '{device_id}'")
-        if device.kind is not DeviceKind.CAMERA:
-            raise ConflictApi(
-                f"device '{device_id}' is a {device.kind.value}, not a camera; snapshots are "
-                "of cameras",
-                code="not_a_camera",
-            )
-        if device.parent_id is None:
-            raise ConflictApi(
-                f"camera '{device_id}' is not behind a connector (no parent_id); only a "
-                "connector can take its snapshot",
-                code="no_connector",
-            )
+        _camera, connector = camera_and_connector(store, fleet, device_id, "snapshots")
         command = fleet.send_command(
             device_id,
             "snapshot",
@@ -107,21 +90,14 @@ def register(app: ApiResolver) -> None:
             actor=app.principal().username,
             timeout_seconds=timeout_seconds,
         )
-        give_up = time.monotonic() + timeout_seconds
-        done = command
-        while True:
-            current = store.commands.get(command.request_id)
-            if current is not None and current.status is not CommandStatus.PENDING:
-                done = current
-                break
-            if time.monotonic() >= give_up:
-                raise GatewayTimeout(
-                    f"camera '{device_id}' did not answer within {timeout_seconds:g} s: its "
-                    f"connector '{device.parent_id}' may be offline or the camera slow to "
-                    f"start (command {command.request_id})",
-                    code="camera_timeout",
-                )
-            time.sleep(POLL_SECONDS)
+        done = await_answer(store, command.request_id, timeout_seconds)
+        if done is None:
+            raise GatewayTimeout(
+                f"camera '{device_id}' did not answer within {timeout_seconds:g} s: its "
+                f"connector '{connector.id}' may be busy or the camera slow to start "
+                f"(command {command.request_id})",
+                code="camera_timeout",
+            )
         if done.status is CommandStatus.TIMED_OUT:
             raise GatewayTimeout(
                 f"camera '{device_id}' did not answer before the deadline", code="camera_timeout"

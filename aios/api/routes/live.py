@@ -18,8 +18,7 @@ the devices); 504 ``live_timeout`` (no answer in time).
 
 from __future__ import annotations
 
-import time
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path
@@ -29,13 +28,12 @@ from aios.api.errors import (
     BadGateway,
     ConflictApi,
     GatewayTimeout,
-    ServiceUnavailable,
     Unprocessable,
 )
 from aios.api.models import RequestModel
 from aios.api.permissions import API_PREFIX
-from aios.api.routes._common import require
-from aios.domain import Command, CommandStatus, Device, DeviceKind, DeviceStatus
+from aios.api.routes._camera_commands import await_answer, camera_and_connector
+from aios.domain import CommandStatus
 from aios.fleet.service import FleetService
 
 if TYPE_CHECKING:
@@ -48,7 +46,6 @@ first, usually well under a second)."""
 STOP_WAIT_SECONDS = 5.0
 """Longest wait for the connector to confirm a session ended."""
 
-_POLL_SECONDS = 0.05
 
 MAX_SDP_CHARS = 60_000
 
@@ -85,50 +82,10 @@ class LiveAnswer(BaseModel):
     max_fps: float | None = Field(default=None, description="Frames per second, at most.")
 
 
-def _wait(store: Any, request_id: str, seconds: float) -> Command | None:
-    """The command once answered, or ``None`` if still pending after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while True:
-        command: Command | None = store.commands.get(request_id)
-        if command is not None and command.status is not CommandStatus.PENDING:
-            return command
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(_POLL_SECONDS)
-
-
 def register(app: ApiResolver) -> None:
     """Add the live view routes."""
     store = app.services.store
     fleet = FleetService(app.services)
-
-    def camera_and_connector(device_id: str) -> tuple[Device, Device]:
-        device = require(store.devices.get(device_id), f"device '{device_id}'")
-        if device.kind is not DeviceKind.CAMERA:
-            raise ConflictApi(
-                f"device '{device_id}' is a {device.kind.value}, not a camera: only cameras "
-                "have a live view",
-                code="not_a_camera",
-            )
-        if device.parent_id is None:
-            raise ConflictApi(
-                f"camera '{device_id}' is not behind a connector; live view streams from the "
-                "connector the camera is configured on",
-                code="no_connector",
-            )
-        connector = store.devices.get(device.parent_id)
-        if connector is None:
-            raise ConflictApi(
-                f"camera '{device_id}' names connector '{device.parent_id}', which does not exist",
-                code="no_connector",
-            )
-        if fleet.view(connector).status is DeviceStatus.OFFLINE:
-            raise ServiceUnavailable(
-                f"connector '{connector.id}' of camera '{device_id}' is offline; live view "
-                "needs it connected (see its last heartbeat on the device page)",
-                code="device_unreachable",
-            )
-        return device, connector
 
     @app.post(
         f"{API_PREFIX}/devices/<device_id>/live",
@@ -137,7 +94,7 @@ def register(app: ApiResolver) -> None:
         status_code=200,
     )
     def start_live(device_id: DeviceId, body: LiveOffer) -> LiveAnswer:
-        camera, connector = camera_and_connector(device_id)
+        camera, connector = camera_and_connector(store, fleet, device_id, "a live view")
         command = fleet.send_command(
             camera.id,
             "live.offer",
@@ -145,7 +102,7 @@ def register(app: ApiResolver) -> None:
             actor=app.principal().username,
             timeout_seconds=ANSWER_WAIT_SECONDS,
         )
-        done = _wait(store, command.request_id, ANSWER_WAIT_SECONDS)
+        done = await_answer(store, command.request_id, ANSWER_WAIT_SECONDS)
         if done is None or done.status is CommandStatus.TIMED_OUT:
             raise GatewayTimeout(
                 f"connector '{connector.id}' did not answer the live view offer within "
@@ -187,7 +144,7 @@ def register(app: ApiResolver) -> None:
         status_code=204,
     )
     def stop_live(device_id: DeviceId, session_id: SessionId) -> Response[None]:
-        camera, connector = camera_and_connector(device_id)
+        camera, connector = camera_and_connector(store, fleet, device_id, "a live view")
         command = fleet.send_command(
             camera.id,
             "live.stop",
@@ -195,7 +152,7 @@ def register(app: ApiResolver) -> None:
             actor=app.principal().username,
             timeout_seconds=STOP_WAIT_SECONDS,
         )
-        done = _wait(store, command.request_id, STOP_WAIT_SECONDS)
+        done = await_answer(store, command.request_id, STOP_WAIT_SECONDS)
         if done is None or done.status is CommandStatus.TIMED_OUT:
             raise GatewayTimeout(
                 f"connector '{connector.id}' did not confirm the end of the live view within "

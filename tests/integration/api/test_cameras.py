@@ -95,6 +95,12 @@ def fleet_cameras(api: ApiClient, operator: Account) -> None:
         assert api.post("/api/v1/devices", body, token=operator.token).status == 201
 
 
+def connector_online(api: ApiClient, clock: ManualClock) -> None:
+    """The connector ``gw-1`` heard from just now (a heartbeat)."""
+    clock.now = datetime.now(UTC)
+    api.app.services.store.devices.touch("gw-1", clock.now)
+
+
 @pytest.fixture
 def worker(video: Path) -> Iterator[CameraWorker]:
     camera = CameraWorker(CameraConfig(id="cam-1", url=str(video)))
@@ -110,7 +116,7 @@ def test_a_fleet_camera_snapshot_through_its_connector(
     worker: CameraWorker,
     clock: ManualClock,
 ) -> None:
-    clock.now = datetime.now(UTC)
+    connector_online(api, clock)
     link = ConnectorStandIn(FleetService(api.app.services), worker)
     api.app.services.link = link
     # WHEN a viewer asks for the camera's snapshot
@@ -146,7 +152,12 @@ def test_snapshot_errors(
     assert loose.status == 409 and loose.error["code"] == "no_connector"
     missing = api.get("/api/v1/devices/cam-404/snapshot", token=viewer.token)
     assert missing.status == 404
+    # a camera whose connector is offline: 503 at once, naming the connector
+    offline = api.get("/api/v1/devices/cam-1/snapshot", token=viewer.token)
+    assert offline.status == 503 and offline.error["code"] == "device_unreachable"
+    assert "connector 'gw-1'" in offline.error["message"] and not link.requests
     # a camera that does not answer: 504 after the timeout, naming the connector
+    connector_online(api, clock)
     started = datetime.now(UTC)
     silent = api.get(
         "/api/v1/devices/cam-1/snapshot", token=viewer.token, query={"timeout_seconds": 0.5}
