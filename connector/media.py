@@ -345,7 +345,7 @@ class MediaUploader:
             self._requeue(item, self.retry_interval_seconds)
             return
         self.uploaded += 1
-        log.info("media %s/%s uploaded", item.kind, item.path.name)
+        log.debug("media %s/%s uploaded", item.kind, item.path.name)
         self._forget(item)
         if self.delete_uploaded:
             item.path.unlink(missing_ok=True)

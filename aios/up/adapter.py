@@ -336,7 +336,9 @@ class ApiGatewayAdapter:
             seconds = time.perf_counter() - started
             if self._observe is not None:
                 self._observe(method, route, status, seconds)
-            log.info(
+            # answered requests are counted in /metrics; the log keeps the refused and failed
+            log.log(
+                logging.DEBUG if status < 400 else logging.INFO,
                 "request",
                 extra={
                     "method": method,

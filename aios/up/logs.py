@@ -92,6 +92,7 @@ def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
     # amqtt logs every connection and packet at INFO, the ASL interpreter every branch
-    # worker it starts and ends: their warnings are what matter here.
-    for name in ("amqtt", "transitions", "moto.stepfunctions"):
+    # worker it starts and ends, httpx every request it sends: their warnings are what
+    # matter here.
+    for name in ("amqtt", "transitions", "moto.stepfunctions", "httpx"):
         logging.getLogger(name).setLevel(max(numeric, logging.WARNING))

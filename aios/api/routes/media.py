@@ -253,7 +253,7 @@ def register_upload(app: ApiResolver) -> None:
         except (MediaNotFound, MediaWriteRefused) as err:
             log.error("upload of %s/%s of run %s refused: %s", kind, name, run_id, err)
             raise ConflictApi(f"the {kind[:-1]} '{name}' cannot be written here") from None
-        log.info(
+        log.debug(
             "run %s: %s %s uploaded by connector %s (%d bytes%s)",
             run_id,
             kind[:-1],

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { Alert, EventRecord } from "../api/types";
 import { alertItem, eventItem } from "../stores/alerts";
 import { acknowledgePath } from "./useAcknowledge";
-import { notificationKeys, shouldAnnounce, toastId } from "./useAlertFeed";
+import { announceGate, notificationKeys, shouldAnnounce, toastId } from "./useAlertFeed";
 
 const alert = {
   id: "a 1",
@@ -50,5 +50,21 @@ describe("alert feed", () => {
     expect(acknowledgePath(alertItem(alert))).toBe("/alerts/a%201/acknowledge");
     expect(acknowledgePath(eventItem(event))).toBe("/events/e1/acknowledge");
     expect(acknowledgePath(alertItem({ ...alert, acknowledged_by: "op" }))).toBeNull();
+  });
+});
+
+describe("announceGate", () => {
+  it("pops a pipeline's events up at most once a minute, device alerts every time", () => {
+    let now = 0;
+    const gate = announceGate(60_000, () => now);
+    const first = eventItem(event);
+    expect(gate(first)).toBe(true);
+    now = 30_000;
+    expect(gate(eventItem({ ...event, id: "e9" }))).toBe(false);
+    now = 61_000;
+    expect(gate(first)).toBe(true);
+    const raised = alertItem(alert);
+    expect(gate(raised)).toBe(true);
+    expect(gate(raised)).toBe(true);
   });
 });

@@ -41,6 +41,29 @@ export function toastId(item: FeedItem): string {
   return item.kind === "event" ? `pipeline-events:${item.pipelineId ?? item.source}` : item.key;
 }
 
+/** Events of one pipeline pop up at most once per this many ms (alerts every time). */
+export const EVENT_TOAST_INTERVAL_MS = 60_000;
+
+/**
+ * Whether to pop up `item` now: device alerts always; a pipeline's events at most once per
+ * `intervalMs` (the bell and the dashboard's feed list every one of them), so a busy
+ * camera never keeps a notification over the page.
+ */
+export function announceGate(intervalMs = EVENT_TOAST_INTERVAL_MS, now: () => number = Date.now) {
+  const last = new Map<string, number>();
+  return (item: FeedItem): boolean => {
+    if (item.kind !== "event") return true;
+    const id = toastId(item);
+    const at = now();
+    const previous = last.get(id);
+    if (previous !== undefined && at - previous < intervalMs) return false;
+    last.set(id, at);
+    return true;
+  };
+}
+
+const gate = announceGate();
+
 export function useAlertFeed(): void {
   const signedIn = useAuth((s) => s.refreshToken !== null);
   const client = useQueryClient();
@@ -66,8 +89,8 @@ export function useAlertFeed(): void {
     reloadKeys: [[...ALERTS_KEY], [...EVENTS_KEY], [...ANALYTICS_KEY]],
     onMessage: (message) => {
       const item = useAlerts.getState().receive(message as NotificationMessage);
-      if (shouldAnnounce(item)) {
-        toast.error(`${item.title} — ${item.source}`, { id: toastId(item), duration: 6000 });
+      if (shouldAnnounce(item) && gate(item)) {
+        toast(`${item.title} — ${item.source}`, { id: toastId(item), icon: "🚨", duration: 6000 });
       }
     },
   });

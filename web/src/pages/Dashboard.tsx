@@ -4,7 +4,7 @@
  * the fleet figures on status changes; `/ws/notifications` (listened to by the header's
  * bell) feeds the alert feed and refreshes alerts, events and analytics.
  */
-import { useMemo } from "react";
+import { useMemo, useRef } from "react";
 import { AvailabilityChart, EventsPerHourChart } from "../components/dashboard/TrendCharts";
 import { KpiCards } from "../components/dashboard/KpiCards";
 import { LiveFeed } from "../components/dashboard/LiveFeed";
@@ -78,6 +78,12 @@ export default function DashboardPage() {
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [trends.all.data, trends.types.join("|"), ...trends.perType.map((q) => q.dataUpdatedAt)]);
 
+  // a refetch (every few seconds, with a new window) keeps the chart drawn until the new
+  // counts are in, rather than a spinner in between
+  const lastChart = useRef(chart);
+  if (chart) lastChart.current = chart;
+  const shownChart = chart ?? lastChart.current;
+
   const availability = useAvailability();
   const sample = devices.data ? availabilitySample(devices.data, new Date(devices.dataUpdatedAt).toISOString()) : null;
   const samples = useAvailabilitySamples(sample);
@@ -100,7 +106,7 @@ export default function DashboardPage() {
 
       <div className="grid gap-5 lg:grid-cols-2">
         <Card title="Events per hour by type (24 h)">
-          {trends.all.error ? <ErrorNote error={trends.all.error} /> : chart ? <EventsPerHourChart rows={chart.rows} series={chart.series} /> : <Spinner />}
+          {trends.all.error ? <ErrorNote error={trends.all.error} /> : shownChart ? <EventsPerHourChart rows={shownChart.rows} series={shownChart.series} /> : <Spinner />}
         </Card>
         <Card title="Device availability">
           {history && history.length > 0 ? (

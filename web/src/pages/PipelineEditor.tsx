@@ -343,7 +343,9 @@ function Editor({ pipelineId }: { pipelineId: string | null }) {
     const pane = document.querySelector('[data-testid="pipeline-canvas"]')?.getBoundingClientRect();
     const s = usePipelineEditor.getState();
     const at = pane ? screenToFlowPosition({ x: pane.left + pane.width / 2, y: pane.top + pane.height / 2 }) : { x: 0, y: 0 };
-    s.addNode(type, { x: at.x - 110 + s.nodes.length * 12, y: at.y - 40 + s.nodes.length * 12 });
+    // cascade down and to the right, a node's height apart, so each new node's ports show
+    const step = s.nodes.length % 6;
+    s.addNode(type, { x: at.x - 110 + step * 60, y: at.y - 200 + step * 110 });
   };
 
   if (pipelineId && detail.error) {
@@ -438,8 +440,14 @@ function Editor({ pipelineId }: { pipelineId: string | null }) {
             <Button
               onClick={() => play.mutate()}
               busy={play.isPending}
-              disabled={dirty}
-              title={dirty ? "Save your changes first: Play runs the saved revision" : `Play revision ${latestRevision}`}
+              disabled={dirty || problemCount > 0}
+              title={
+                dirty
+                  ? "Save your changes first: Play runs the saved revision"
+                  : problemCount > 0
+                    ? `Fix the ${problemCount} problem${problemCount === 1 ? "" : "s"} first (see Problems)`
+                    : `Play revision ${latestRevision}`
+              }
             >
               <Play className="h-4 w-4" aria-hidden /> Play
             </Button>

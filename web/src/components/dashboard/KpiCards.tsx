@@ -29,10 +29,10 @@ function Kpi({
         <dt className="text-xs font-medium uppercase tracking-wide text-slate-500">{label}</dt>
         <Icon className={clsx("h-4 w-4", tone)} aria-hidden />
       </div>
-      <dd className="mt-1 text-2xl font-semibold text-slate-900" data-testid={`kpi-${id}`}>
+      <dd className="mt-1 whitespace-nowrap text-xl font-semibold text-slate-900 2xl:text-2xl" data-testid={`kpi-${id}`}>
         {value}
       </dd>
-      {hint && <dd className="mt-0.5 truncate text-xs text-slate-500">{hint}</dd>}
+      {hint && <dd className="mt-0.5 truncate text-xs text-slate-500" title={typeof hint === "string" ? hint : undefined}>{hint}</dd>}
     </>
   );
   const cls = "block rounded-lg border border-slate-200 bg-white p-3.5 shadow-sm";

@@ -116,7 +116,14 @@ export function RegisterDeviceModal({
     >
       <form id="register-device" className="grid grid-cols-2 gap-3" onSubmit={handleSubmit((form) => create.mutate(form))} noValidate>
         <Field label="Device id" error={errors.id?.message} hint="Letters, digits and _ . : - ; it cannot change later.">
-          <input className={inputClass} autoFocus {...register("id", { required: "the id is required" })} />
+          <input className={inputClass} autoFocus {...register("id", {
+              required: "the id is required",
+              pattern: {
+                // the API's device id pattern (aios.domain.DEVICE_ID_PATTERN)
+                value: /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/,
+                message: "use 1–128 letters, digits and _ . : - (starting with a letter or digit)",
+              },
+            })} />
         </Field>
         <Field label="Name" error={errors.name?.message}>
           <input className={inputClass} {...register("name", { required: "the name is required" })} />

@@ -39,7 +39,7 @@ describe("document ↔ flow", () => {
     const { meta, nodes, edges } = documentToFlow(doc);
     expect(nodes).toHaveLength(doc.nodes.length);
     expect(edges).toHaveLength(doc.edges.length);
-    expect(nodes[0]).toMatchObject({ id: "camera", type: "pipeline", position: { x: 0, y: 120 } });
+    expect(nodes[0]).toMatchObject({ id: "camera", type: "pipeline", position: { x: 0, y: 160 } });
     expect(nodes[0].data).toMatchObject({ nodeType: "aios/file.input@1", label: "Courtyard camera" });
     expect(edges[0]).toMatchObject({ id: "e1", source: "camera", sourceHandle: "frames", target: "motion", targetHandle: "frames" });
     expect(flowToDocument(meta, nodes, edges)).toEqual(doc);

@@ -65,7 +65,10 @@ function tickTime(range: RangeKey) {
   return (t: number) => {
     const d = new Date(t);
     const hm = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hour12: false });
-    return range === "7d" ? `${d.getMonth() + 1}/${d.getDate()} ${hm}` : hm;
+    if (range === "7d") return `${d.getMonth() + 1}/${d.getDate()} ${hm}`;
+    if (range === "24h") return hm;
+    // an hour or less (often minutes of data): seconds tell the ticks apart
+    return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
   };
 }
 
