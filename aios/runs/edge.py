@@ -114,53 +114,85 @@ def runs_at_edge(pipeline: ValidatedPipeline) -> bool:
     return bool(fleet_cameras(pipeline))
 
 
-def locate_sources(services: Services, pipeline: ValidatedPipeline) -> list[EdgeSource]:
-    """Find the connector of each fleet camera of ``pipeline``.
-
-    Raises:
-        EdgePlacementError: the pipeline mixes fleet cameras with other video inputs; a
-            camera is not in the fleet, is not a camera, or has no connector parent; a
-            parent is not a registered connector.
-    """
+def placement_problems(
+    services: Services, pipeline: ValidatedPipeline
+) -> tuple[list[EdgeSource], list[tuple[str | None, str]]]:
+    """Find the connector of each fleet camera of ``pipeline``, and every reason it cannot
+    be placed at the edge, as ``(node id or None for the whole pipeline, message)``: it
+    mixes fleet cameras with other video inputs; a camera is not in the fleet, is not a
+    camera, or has no connector parent; a parent is not a registered connector."""
     cameras = fleet_cameras(pipeline)
+    problems: list[tuple[str | None, str]] = []
     others = sorted(set([r.id for r in pipeline.video_inputs()]) - set(cameras))
-    if others:
-        raise EdgePlacementError(
-            "this pipeline mixes fleet cameras ("
-            + ", ".join(repr(n) for n in sorted(cameras))
-            + ") with video inputs that would run on this machine ("
-            + ", ".join(repr(n) for n in others)
-            + "); a fleet camera's analysis runs on its connector: put the other inputs "
-            "in a pipeline of their own"
+    if cameras and others:
+        problems.append(
+            (
+                None,
+                "this pipeline mixes fleet cameras ("
+                + ", ".join(repr(n) for n in sorted(cameras))
+                + ") with video inputs that would run on this machine ("
+                + ", ".join(repr(n) for n in others)
+                + "); a fleet camera's analysis runs on its connector: put the other inputs "
+                "in a pipeline of their own",
+            )
         )
     devices = services.store.devices
     sources = []
     for node_id, camera_id in sorted(cameras.items()):
         camera = devices.get(camera_id)
         if camera is None:
-            raise EdgePlacementError(
-                f"node '{node_id}': camera {camera_id!r} is not in the fleet; register it "
-                "(list it in its connector's file) or choose a registered camera"
+            problems.append(
+                (
+                    node_id,
+                    f"node '{node_id}': camera {camera_id!r} is not in the fleet; register it "
+                    "(list it in its connector's file) or choose a registered camera",
+                )
             )
+            continue
         if camera.kind is not DeviceKind.CAMERA:
-            raise EdgePlacementError(
-                f"node '{node_id}': device {camera_id!r} is a {camera.kind.value}, not a "
-                "camera; choose a camera"
+            problems.append(
+                (
+                    node_id,
+                    f"node '{node_id}': device {camera_id!r} is a {camera.kind.value}, not a "
+                    "camera; choose a camera",
+                )
             )
+            continue
         if camera.parent_id is None:
-            raise EdgePlacementError(
-                f"node '{node_id}': camera {camera_id!r} has no connector: a fleet camera is "
-                "analysed by the connector it is attached to (its parent); set the camera's "
-                "parent, or use aios/camera.rtsp@1 to analyse it on this machine"
+            problems.append(
+                (
+                    node_id,
+                    f"node '{node_id}': camera {camera_id!r} has no connector: a fleet camera "
+                    "is analysed by the connector it is attached to (its parent); set the "
+                    "camera's parent, or use aios/camera.rtsp@1 to analyse it on this machine",
+                )
             )
+            continue
         parent = devices.get(camera.parent_id)
         if parent is None or parent.kind is not DeviceKind.CONNECTOR:
             what = "not in the fleet" if parent is None else f"a {parent.kind.value}"
-            raise EdgePlacementError(
-                f"node '{node_id}': camera {camera_id!r} is attached to {camera.parent_id!r}, "
-                f"which is {what}, not a connector; attach the camera to its connector"
+            problems.append(
+                (
+                    node_id,
+                    f"node '{node_id}': camera {camera_id!r} is attached to "
+                    f"{camera.parent_id!r}, which is {what}, not a connector; attach the "
+                    "camera to its connector",
+                )
             )
+            continue
         sources.append(EdgeSource(node_id, camera_id, parent.id))
+    return sources, problems
+
+
+def locate_sources(services: Services, pipeline: ValidatedPipeline) -> list[EdgeSource]:
+    """Find the connector of each fleet camera of ``pipeline``.
+
+    Raises:
+        EdgePlacementError: the first problem :func:`placement_problems` finds.
+    """
+    sources, problems = placement_problems(services, pipeline)
+    if problems:
+        raise EdgePlacementError(problems[0][1])
     return sources
 
 

@@ -33,7 +33,9 @@ from aios.api.routes._common import DEFAULT_LIMIT, Cursor, Limit, listed, requir
 from aios.domain import JsonObject, PipelineRecord, PipelineRevision, Run
 from aios.pipeline.document import PipelineDocument
 from aios.pipeline.validation import PipelineInvalid, validate_pipeline
+from aios.runs.edge import placement_problems
 from aios.runs.service import PipelineRuns
+from aios.services import Services
 
 if TYPE_CHECKING:
     from aios.api.app import ApiResolver
@@ -43,17 +45,33 @@ RunId = Annotated[str, Path(max_length=128, description="The run's id.")]
 Revision = Annotated[int, Path(ge=1, le=2**31, description="Revision number, from 1.")]
 
 
-def validation_of(document: Any) -> ValidationResult:
-    """Validate a document against the catalog; every problem, located."""
+def validation_of(document: Any, services: Services | None = None) -> ValidationResult:
+    """Validate a document against the catalog; every problem, located. With ``services``,
+    also against the fleet: each fleet camera node must name a registered camera behind a
+    connector (what Play needs), reported on the node's ``config.device_id`` with code
+    ``fleet_camera``."""
     from aios.nodes import CATALOG
 
     try:
-        validate_pipeline(document, CATALOG)
+        validated = validate_pipeline(document, CATALOG)
     except PipelineInvalid as err:
         return ValidationResult(
             valid=False, issues=[PipelineIssueOut(**issue.to_dict()) for issue in err.issues]
         )
-    return ValidationResult(valid=True)
+    if services is None:
+        return ValidationResult(valid=True)
+    _sources, problems = placement_problems(services, validated)
+    issues = [
+        PipelineIssueOut(
+            code="fleet_camera",
+            message=message,
+            node_id=node_id,
+            path=["config", "device_id"] if node_id else [],
+            location=f"node '{node_id}' config.device_id" if node_id else "document",
+        )
+        for node_id, message in problems
+    ]
+    return ValidationResult(valid=not issues, issues=issues)
 
 
 def _out(record: PipelineRecord) -> PipelineOut:
@@ -80,7 +98,7 @@ def register(app: ApiResolver) -> None:
         return PipelineDetail(
             **record.model_dump(),
             document=revision.document,
-            validation=validation_of(revision.document),
+            validation=validation_of(revision.document, app.services),
             active_run_id=active_run_id(record.id),
         )
 
@@ -128,7 +146,7 @@ def register(app: ApiResolver) -> None:
         summary="Validate a document without saving it",
     )
     def validate_document(body: Annotated[JsonObject, Body()]) -> ValidationResult:
-        return validation_of(body)
+        return validation_of(body, app.services)
 
     @app.get(
         f"{API_PREFIX}/pipelines/<pipeline_id>",
@@ -231,7 +249,7 @@ def register(app: ApiResolver) -> None:
             store.pipelines.get_revision(pipeline_id, number),
             f"revision {number} of pipeline '{pipeline_id}'",
         )
-        return validation_of(stored.document)
+        return validation_of(stored.document, app.services)
 
     @app.post(
         f"{API_PREFIX}/pipelines/<pipeline_id>/execute",

@@ -230,3 +230,50 @@ def test_play_and_stop(running_site: tuple[ApiClient, Account, Account]) -> None
         if e["outcome"] == "success"
     }
     assert {("pipeline.execute", run["id"]), ("pipeline.stop", run["id"])} <= runs_audited
+
+
+def test_validate_checks_fleet_cameras_against_the_fleet(
+    api: ApiClient, operator: Account, viewer: Account
+) -> None:
+    """A fleet camera node naming a device that is not a camera behind a connector is a
+    problem on its config.device_id — the same refusal Play would give, found before."""
+    for body in (
+        {"id": "gw-1", "name": "Gateway", "kind": "connector"},
+        {"id": "cam-1", "name": "Dock", "kind": "camera", "parent_id": "gw-1"},
+        {"id": "plc-1", "name": "PLC", "kind": "plc", "parent_id": "gw-1"},
+    ):
+        assert api.post("/api/v1/devices", body, token=operator.token).status == 201
+
+    def on_camera(device_id: str) -> dict[str, Any]:
+        return {
+            "name": "Dock people",
+            "nodes": [
+                {"id": "cam", "type": "aios/camera.device@1", "config": {"device_id": device_id}},
+                {"id": "det", "type": "aios/object_detection@1", "config": {}},
+                {
+                    "id": "zone",
+                    "type": "aios/zone@1",
+                    "config": {"polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]},
+                },
+                {"id": "dash", "type": "aios/dashboard@1", "config": {}},
+            ],
+            "edges": [
+                edge("cam", "frames", "det", "frames"),
+                edge("det", "detections", "zone", "detections"),
+                edge("zone", "events", "dash", "events"),
+            ],
+        }
+
+    assert api.post(f"{PIPELINES}/validate", on_camera("cam-1"), token=viewer.token).json() == {
+        "valid": True,
+        "issues": [],
+    }
+    for device_id, words in (("plc-1", "is a plc, not a camera"), ("cam-404", "not in the fleet")):
+        result = api.post(f"{PIPELINES}/validate", on_camera(device_id), token=viewer.token)
+        (issue,) = result.json()["issues"]
+        assert (issue["code"], issue["node_id"], issue["path"]) == (
+            "fleet_camera",
+            "cam",
+            ["config", "device_id"],
+        )
+        assert words in issue["message"]
