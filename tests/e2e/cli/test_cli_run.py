@@ -16,7 +16,7 @@ import pytest
 
 from aios.plc.simulator import ModbusSimulator, start_simulator
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 INTRUSION = ROOT / "examples" / "pipelines" / "intrusion.json"
 
 
