@@ -183,12 +183,16 @@ def test_demo_site_plays_the_intrusion_pipeline_and_a_restart_reuses_it(
     batches = api.get("/devices/sim-plc/telemetry", metric="batch_count", limit=1000)["items"]
     assert max(s["value"] for s in batches) >= 1  # the PLC's process values move
     poll(lambda: "demo PLC coil changed: siren ON" in up.stderr(), 10, "the coil change logged")
+    # the pulse is counted once it has ended (3 s after the coil went ON) and the run's
+    # counters are next written; a later alarm may be counted "throttled" before that
     counters = poll(
-        lambda: (c := api.get(f"/runs/{run_id}")["counters"])["actions"].get("siren") and c,
-        10,
-        "the siren's action counted",
+        lambda: (
+            (c := api.get(f"/runs/{run_id}")["counters"])["actions"].get("siren", {}).get("sent")
+            and c
+        ),
+        30,
+        "the siren's action counted as sent",
     )
-    assert counters["actions"]["siren"]["sent"] >= 1
     assert set(counters["actions"]["telegram"]) == {"not_configured"}
 
     # WHEN it is stopped and started again on the same data folder, its PLC on another port
