@@ -12,7 +12,7 @@ import { Link } from "react-router-dom";
 import { api, errorMessage } from "../../api/client";
 import type { AlertRule, Device, Page } from "../../api/types";
 import { useCan } from "../../stores/auth";
-import { Button, Card, EmptyState, ErrorNote, Field, inputClass, Modal, Spinner } from "../ui";
+import { Button, Card, EmptyState, ErrorNote, Field, inputClass, LoadMore, Modal, Spinner } from "../ui";
 import { alertRuleBody, describeRule, formFieldErrors, KNOWN_METRICS, RULE_KINDS, type RuleFormValues } from "./lib";
 
 const RULES_KEY = ["alert-rules"] as const;
@@ -118,13 +118,7 @@ export function AlertPoliciesTab() {
                 ))}
               </tbody>
             </table>
-            {rules.hasNextPage && (
-              <div className="pt-3 text-center">
-                <Button variant="secondary" busy={rules.isFetchingNextPage} onClick={() => rules.fetchNextPage()}>
-                  Load more
-                </Button>
-              </div>
-            )}
+            <LoadMore query={rules} />
           </div>
         )}
       </Card>

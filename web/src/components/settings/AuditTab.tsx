@@ -6,7 +6,7 @@ import { api } from "../../api/client";
 import type { Page } from "../../api/types";
 import type { components } from "../../api/schema";
 import { dateTime } from "../../lib/format";
-import { Button, Card, EmptyState, ErrorNote, Field, inputClass, Spinner } from "../ui";
+import { Card, EmptyState, ErrorNote, Field, inputClass, LoadMore, Spinner } from "../ui";
 
 type AuditEntry = components["schemas"]["AuditEntry"];
 
@@ -68,13 +68,7 @@ export function AuditTab() {
               ))}
             </tbody>
           </table>
-          {audit.hasNextPage && (
-            <div className="pt-3 text-center">
-              <Button variant="secondary" busy={audit.isFetchingNextPage} onClick={() => audit.fetchNextPage()}>
-                Load more
-              </Button>
-            </div>
-          )}
+          <LoadMore query={audit} />
         </div>
       )}
     </Card>

@@ -9,7 +9,7 @@ import { api, ApiError, errorMessage } from "../../api/client";
 import type { Page, Role, User } from "../../api/types";
 import { dateTime } from "../../lib/format";
 import { useAuth } from "../../stores/auth";
-import { Button, Card, EmptyState, ErrorNote, Field, inputClass, Modal, Spinner } from "../ui";
+import { Button, Card, EmptyState, ErrorNote, Field, inputClass, LoadMore, Modal, Spinner } from "../ui";
 import {
   formFieldErrors,
   isLocked,
@@ -118,13 +118,7 @@ export function UsersTab() {
                 ))}
               </tbody>
             </table>
-            {users.hasNextPage && (
-              <div className="pt-3 text-center">
-                <Button variant="secondary" busy={users.isFetchingNextPage} onClick={() => users.fetchNextPage()}>
-                  Load more
-                </Button>
-              </div>
-            )}
+            <LoadMore query={users} />
           </div>
         )}
       </Card>

@@ -167,3 +167,19 @@ export function Field({ label, error, hint, children }: { label: string; error?:
     </label>
   );
 }
+
+/** "Load more" under a list paged with `useInfiniteQuery` (nothing when there is no next page). */
+export function LoadMore({
+  query,
+}: {
+  query: { hasNextPage: boolean; isFetchingNextPage: boolean; fetchNextPage: () => unknown };
+}) {
+  if (!query.hasNextPage) return null;
+  return (
+    <div className="pt-3 text-center">
+      <Button variant="secondary" busy={query.isFetchingNextPage} onClick={() => void query.fetchNextPage()}>
+        Load more
+      </Button>
+    </div>
+  );
+}
