@@ -62,7 +62,7 @@ if [[ -z "$UV" ]]; then
 fi
 
 export UV_PYTHON_DOWNLOADS=never
-EXTRAS=(--extra vision --extra connector)
+EXTRAS=(--extra vision --extra connector --extra cloud)
 [[ $DEV -eq 1 ]] && EXTRAS+=(--extra dev)
 log "Creating .venv from uv.lock"
 "$UV" sync --frozen --quiet "${EXTRAS[@]}"
