@@ -27,6 +27,7 @@ the environment values it depends on.
 from __future__ import annotations
 
 import copy
+import functools
 import importlib
 import io
 import json
@@ -136,6 +137,27 @@ def transform(
     return sam_transform(packaged(template, root), dict(parameters), _PolicyLoader())  # type: ignore[arg-type]
 
 
+@functools.cache
+def _transformed(path: str, parameters_json: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The transformed template and its parameter values (cached: the transform takes
+    about a second; callers get copies)."""
+    sam = load_template(Path(path))
+    declared = sam.get("Parameters") or {}
+    values: dict[str, Any] = {
+        n: spec["Default"] for n, spec in declared.items() if "Default" in spec
+    }
+    values.update({k: v for k, v in DEFAULT_PARAMETERS.items() if k in declared})
+    values.update(json.loads(parameters_json))
+    for name, spec in declared.items():
+        if name not in values:
+            raise TemplateError(f"parameter {name} has no default: pass it to CloudStack.create")
+        if str(spec.get("Type", "")).startswith("List<") and isinstance(values[name], str):
+            values[name] = [v for v in values[name].split(",") if v]
+        elif spec.get("Type") == "CommaDelimitedList" and isinstance(values[name], str):
+            values[name] = values[name].split(",")
+    return transform(sam, values, Path(path).parent), values
+
+
 def _zip_stub() -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
@@ -168,7 +190,11 @@ class CloudStack:
 
     @classmethod
     def create(
-        cls, path: Path | str = TEMPLATE, parameters: dict[str, Any] | None = None
+        cls,
+        path: Path | str = TEMPLATE,
+        parameters: dict[str, Any] | None = None,
+        *,
+        only: set[str] | None = None,
     ) -> CloudStack:
         """Create the template's resources in the active ``mock_aws``.
 
@@ -176,33 +202,17 @@ class CloudStack:
             path: the SAM template.
             parameters: parameter values over the template's defaults and
                 :data:`DEFAULT_PARAMETERS`.
+            only: create just these logical ids (the others resolve to stand-ins).
 
         Raises:
             TemplateError: unreadable template, a required parameter without a value, an
                 intrinsic this helper cannot resolve.
         """
-        sam = load_template(Path(path))
-        values: dict[str, Any] = {}
-        for name, spec in (sam.get("Parameters") or {}).items():
-            if "Default" in spec:
-                values[name] = spec["Default"]
-        values.update(
-            {k: v for k, v in DEFAULT_PARAMETERS.items() if k in (sam.get("Parameters") or {})}
-        )
-        values.update(parameters or {})
-        for name, spec in (sam.get("Parameters") or {}).items():
-            if name not in values:
-                raise TemplateError(
-                    f"parameter {name} has no default: pass it to CloudStack.create"
-                )
-            if str(spec.get("Type", "")).startswith("List<") and isinstance(values[name], str):
-                values[name] = [v for v in values[name].split(",") if v]
-            elif spec.get("Type") == "CommaDelimitedList" and isinstance(values[name], str):
-                values[name] = values[name].split(",")
-        cfn = transform(sam, values, Path(path).resolve().parent)
+        key = json.dumps(parameters or {}, sort_keys=True)
+        cfn, values = copy.deepcopy(_transformed(str(Path(path).resolve()), key))
         stack = cls(template=cfn, parameters=values)
         stack._evaluate_conditions()
-        stack._create_resources()
+        stack._create_resources(only)
         return stack
 
     def _evaluate_conditions(self) -> None:
@@ -224,7 +234,7 @@ class CloudStack:
             if "Condition" not in res or self.conditions.get(res["Condition"], False)
         }
 
-    def _create_resources(self) -> None:
+    def _create_resources(self, only: set[str] | None) -> None:
         resources = self._resources()
         # Stand-ins first, so every Ref/GetAtt resolves; creation replaces them.
         for lid in resources:
@@ -261,13 +271,13 @@ class CloudStack:
         }
         for kind in order:
             for lid, res in resources.items():
-                if res["Type"] == kind:
+                if res["Type"] == kind and (only is None or lid in only):
                     makers[kind](lid, self.resolve(res.get("Properties") or {}))
                     self.created.append(lid)
         # Inline role policies last: they name resources created after the roles.
         iam = boto3.client("iam", region_name=REGION)
         for lid, res in resources.items():
-            if res["Type"] != "AWS::IAM::Role":
+            if res["Type"] != "AWS::IAM::Role" or lid not in self.created:
                 continue
             for policy in self.resolve((res.get("Properties") or {}).get("Policies") or []):
                 document = {"Version": "2012-10-17", **policy["PolicyDocument"]}
