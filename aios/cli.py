@@ -415,6 +415,51 @@ def openapi_command() -> None:
             store.close()
 
 
+users_app = typer.Typer(help="Accounts of the console and API.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("first-admin")
+def first_admin_command(
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="Store to create it in: dynamodb://TABLE (the deployed DataTable; region and "
+            "credentials from the AWS environment) or sqlite:///path/aios.db. "
+            "Default: AIOS_DATABASE_URL, else <data_dir>/aios.db.",
+        ),
+    ] = None,
+) -> None:
+    """Create the first admin account of a store that has none, and print its password.
+
+    The password is generated and shown once (only its hash is stored): sign in with it and
+    change it in Profile. Exit 1 when the store has accounts already (nothing is changed).
+    """
+    from aios.api.auth import FIRST_ADMIN_USERNAME, ensure_first_admin
+    from aios.config import Settings
+    from aios.services import Services
+    from aios.store.factory import DatabaseUrlError, open_store
+
+    try:
+        settings = Settings(database_url=database_url) if database_url else Settings()
+        store = open_store(settings)
+    except DatabaseUrlError as err:
+        _err(str(err))
+        raise typer.Exit(EXIT_INVALID) from err
+    try:
+        password = ensure_first_admin(Services(store=store, settings=settings))
+    finally:
+        store.close()
+    if password is None:
+        _err(
+            "the store has accounts already: nothing was created. Sign in with an admin "
+            "account and manage users in Settings."
+        )
+        raise typer.Exit(EXIT_FAILED)
+    typer.echo(f"username: {FIRST_ADMIN_USERNAME}\npassword: {password}")
+
+
 @app.command("up")
 def up_command(  # noqa: PLR0917 - typer options
     config: Annotated[
