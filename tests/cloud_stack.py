@@ -275,7 +275,7 @@ class CloudStack:
                     makers[kind](lid, self.resolve(res.get("Properties") or {}))
                     self.created.append(lid)
         # Inline role policies last: they name resources created after the roles.
-        iam = boto3.client("iam", region_name=REGION)
+        iam = aws_client("iam")
         for lid, res in resources.items():
             if res["Type"] != "AWS::IAM::Role" or lid not in self.created:
                 continue
@@ -295,7 +295,7 @@ class CloudStack:
         return f"aios-test-{lid}-{secrets.token_hex(4)}"
 
     def _role(self, lid: str, props: dict[str, Any]) -> None:
-        iam = boto3.client("iam", region_name=REGION)
+        iam = aws_client("iam")
         name = self._name(lid, props, "RoleName")[:64]
         role = iam.create_role(
             RoleName=name,
@@ -307,7 +307,7 @@ class CloudStack:
         self.attributes[f"{lid}.RoleId"] = role["RoleId"]
 
     def _queue(self, lid: str, props: dict[str, Any]) -> None:
-        sqs = boto3.client("sqs", region_name=REGION)
+        sqs = aws_client("sqs")
         name = self._name(lid, props, "QueueName")
         attrs = {
             k: str(v)
@@ -326,13 +326,13 @@ class CloudStack:
         self.attributes[f"{lid}.Arn"] = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
 
     def _topic(self, lid: str, props: dict[str, Any]) -> None:
-        sns = boto3.client("sns", region_name=REGION)
+        sns = aws_client("sns")
         arn = sns.create_topic(Name=self._name(lid, props, "TopicName"))["TopicArn"]
         self.physical[lid] = arn
         self.attributes[f"{lid}.TopicArn"] = arn
 
     def _table(self, lid: str, props: dict[str, Any]) -> None:
-        ddb = boto3.client("dynamodb", region_name=REGION)
+        ddb = aws_client("dynamodb")
         name = self._name(lid, props, "TableName")
         request: dict[str, Any] = {
             "TableName": name,
@@ -380,7 +380,7 @@ class CloudStack:
         self.attributes[f"{lid}.RegionalDomainName"] = f"{name}.s3.{REGION}.amazonaws.com"
 
     def _secret(self, lid: str, props: dict[str, Any]) -> None:
-        client = boto3.client("secretsmanager", region_name=REGION)
+        client = aws_client("secretsmanager")
         name = self._name(lid, props, "Name")
         value = props.get("SecretString")
         generate = props.get("GenerateSecretString")
@@ -403,20 +403,20 @@ class CloudStack:
         self.physical[lid] = arn
 
     def _log_group(self, lid: str, props: dict[str, Any]) -> None:
-        logs = boto3.client("logs", region_name=REGION)
+        logs = aws_client("logs")
         name = self._name(lid, props, "LogGroupName")
         logs.create_log_group(logGroupName=name)
         self.physical[lid] = name
         self.attributes[f"{lid}.Arn"] = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}:*"
 
     def _cluster(self, lid: str, props: dict[str, Any]) -> None:
-        ecs = boto3.client("ecs", region_name=REGION)
+        ecs = aws_client("ecs")
         cluster = ecs.create_cluster(clusterName=self._name(lid, props, "ClusterName"))["cluster"]
         self.physical[lid] = cluster["clusterName"]
         self.attributes[f"{lid}.Arn"] = cluster["clusterArn"]
 
     def _task_definition(self, lid: str, props: dict[str, Any]) -> None:
-        ecs = boto3.client("ecs", region_name=REGION)
+        ecs = aws_client("ecs")
 
         def lower_first(value: Any) -> Any:
             if isinstance(value, dict):
@@ -452,14 +452,14 @@ class CloudStack:
         self.physical[lid] = arn
 
     def _schedule_group(self, lid: str, props: dict[str, Any]) -> None:
-        scheduler = boto3.client("scheduler", region_name=REGION)
+        scheduler = aws_client("scheduler")
         name = self._name(lid, props, "Name")
         arn = scheduler.create_schedule_group(Name=name)["ScheduleGroupArn"]
         self.physical[lid] = name
         self.attributes[f"{lid}.Arn"] = arn
 
     def _iot_policy(self, lid: str, props: dict[str, Any]) -> None:
-        iot = boto3.client("iot", region_name=REGION)
+        iot = aws_client("iot")
         name = self._name(lid, props, "PolicyName")
         policy = iot.create_policy(
             policyName=name, policyDocument=json.dumps(props["PolicyDocument"])
@@ -468,7 +468,7 @@ class CloudStack:
         self.attributes[f"{lid}.Arn"] = policy["policyArn"]
 
     def _function(self, lid: str, props: dict[str, Any]) -> None:
-        client = boto3.client("lambda", region_name=REGION)
+        client = aws_client("lambda")
         name = self._name(lid, props, "FunctionName")[:64]
         environment = {
             k: _text(v)
@@ -495,7 +495,7 @@ class CloudStack:
         }
 
     def _state_machine(self, lid: str, props: dict[str, Any]) -> None:
-        sfn = boto3.client("stepfunctions", region_name=REGION)
+        sfn = aws_client("stepfunctions")
         if "DefinitionString" in props:
             text = _text(props["DefinitionString"])
         elif "Definition" in props:
@@ -725,6 +725,18 @@ class LambdaContext:
     def get_remaining_time_in_millis(self) -> int:
         """Milliseconds left (the function's whole timeout: tests do not count down)."""
         return self._deadline_ms
+
+
+@functools.cache
+def aws_client(service: str) -> Any:
+    """One boto3 client per service for every stack (creating one costs about 0.3 s); it
+    reaches moto while a ``mock_aws`` is active."""
+    return boto3.client(
+        service,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 def _text(value: Any) -> str:
