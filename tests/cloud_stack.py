@@ -185,6 +185,7 @@ class CloudStack:
     created: list[str] = field(default_factory=list)
     functions: dict[str, dict[str, Any]] = field(default_factory=dict)
     conditions: dict[str, bool] = field(default_factory=dict)
+    _names: dict[str, str] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ building
 
@@ -239,6 +240,7 @@ class CloudStack:
         # Stand-ins first, so every Ref/GetAtt resolves; creation replaces them.
         for lid in resources:
             self.physical.setdefault(lid, f"<{lid}>")
+        self._preassign(resources)
         order = [
             "AWS::IAM::Role",
             "AWS::SQS::Queue",
@@ -274,6 +276,8 @@ class CloudStack:
                 if res["Type"] == kind and (only is None or lid in only):
                     makers[kind](lid, self.resolve(res.get("Properties") or {}))
                     self.created.append(lid)
+        self._custom_resources(resources, only)
+        self._refresh_environments()
         # Inline role policies last: they name resources created after the roles.
         iam = aws_client("iam")
         for lid, res in resources.items():
@@ -287,12 +291,107 @@ class CloudStack:
                     PolicyDocument=json.dumps(document),
                 )
 
+    def _custom_resources(
+        self, resources: dict[str, dict[str, Any]], only: set[str] | None
+    ) -> None:
+        """Run each custom resource whose provider is a function of the stack, as
+        CloudFormation does: its real handler gets a ``Create`` request whose
+        ``ResponseURL`` is a server on 127.0.0.1; the ``Data`` it answers become the
+        resource's attributes.
+
+        Raises:
+            TemplateError: the provider answered ``FAILED`` or nothing.
+        """
+        for lid, res in resources.items():
+            kind = res["Type"]
+            if not (kind.startswith("Custom::") or kind == "AWS::CloudFormation::CustomResource"):
+                continue
+            props = self.resolve(res.get("Properties") or {})
+            token = str(props.pop("ServiceToken", ""))
+            if (only is not None and lid not in only) or ":function:" not in token:
+                continue
+            answer = _custom_resource_answer(
+                lambda url, lid=lid, kind=kind, props=props, token=token: self.invoke_local(
+                    token,
+                    {
+                        "RequestType": "Create",
+                        "ResponseURL": url,
+                        "StackId": _PSEUDO["AWS::StackId"],
+                        "RequestId": secrets.token_hex(8),
+                        "LogicalResourceId": lid,
+                        "ResourceType": kind,
+                        "ResourceProperties": {"ServiceToken": token, **props},
+                    },
+                )
+            )
+            if answer.get("Status") != "SUCCESS":
+                raise TemplateError(f"custom resource {lid} failed: {answer.get('Reason')}")
+            self.physical[lid] = answer.get("PhysicalResourceId", lid)
+            for key, value in (answer.get("Data") or {}).items():
+                self.attributes[f"{lid}.{key}"] = value
+            self.created.append(lid)
+
+    def _refresh_environments(self) -> None:
+        """Resolve the functions' environments again once every resource exists (the first
+        pass saw stand-ins for what was created after them) and update them in moto."""
+        for lid, spec in self.functions.items():
+            res = self.template["Resources"][lid]
+            variables = ((res.get("Properties") or {}).get("Environment") or {}).get("Variables")
+            environment = {k: _text(v) for k, v in (self.resolve(variables or {})).items()}
+            if environment != spec["environment"]:
+                spec["environment"] = environment
+                aws_client("lambda").update_function_configuration(
+                    FunctionName=spec["name"], Environment={"Variables": environment}
+                )
+
     def _name(self, lid: str, props: dict[str, Any], key: str) -> str:
+        if lid in self._names:
+            return self._names[lid]
         value = props.get(key)
         if isinstance(value, str) and value:
             return value
         # CloudFormation's generated names: <stack>-<logical id>-<suffix>, lower case for S3
         return f"aios-test-{lid}-{secrets.token_hex(4)}"
+
+    def _preassign(self, resources: dict[str, dict[str, Any]]) -> None:
+        """Name every resource whose ARN follows from its name before creating any, so a
+        function's environment can name a function created after it (CloudFormation
+        resolves the graph; creation order here is by type)."""
+        r, a = REGION, ACCOUNT
+        formats = {
+            "AWS::Lambda::Function": ("FunctionName", 64, f"arn:aws:lambda:{r}:{a}:function:{{}}"),
+            "AWS::StepFunctions::StateMachine": (
+                "StateMachineName",
+                80,
+                f"arn:aws:states:{r}:{a}:stateMachine:{{}}",
+            ),
+            "AWS::IAM::Role": ("RoleName", 64, f"arn:aws:iam::{a}:role/{{}}"),
+            "AWS::DynamoDB::Table": ("TableName", 255, f"arn:aws:dynamodb:{r}:{a}:table/{{}}"),
+            "AWS::SNS::Topic": ("TopicName", 256, f"arn:aws:sns:{r}:{a}:{{}}"),
+        }
+        for lid, res in resources.items():
+            spec = formats.get(res["Type"])
+            if spec is None:
+                continue
+            key, limit, arn = spec
+            props = res.get("Properties") or {}
+            name = self.resolve(props.get(key)) if key in props else None
+            if not isinstance(name, str) or "<" in name:
+                name = f"aios-test-{lid}-{secrets.token_hex(4)}"
+            name = name[:limit]
+            self._names[lid] = name
+            self.attributes[f"{lid}.Arn"] = arn.format(name)
+            self.physical[lid] = (
+                self.attributes[f"{lid}.Arn"]
+                if res["Type"]
+                in (
+                    "AWS::StepFunctions::StateMachine",
+                    "AWS::SNS::Topic",
+                )
+                else name
+            )
+            if res["Type"] == "AWS::StepFunctions::StateMachine":
+                self.attributes[f"{lid}.Name"] = name
 
     def _role(self, lid: str, props: dict[str, Any]) -> None:
         iam = aws_client("iam")
@@ -753,6 +852,35 @@ def _import_handler(path: str) -> Callable[[Any, Any], Any]:
     module_name, _, attribute = path.rpartition(".")
     module = importlib.import_module(module_name.replace("/", "."))
     return getattr(module, attribute)  # type: ignore[no-any-return]
+
+
+def _custom_resource_answer(send_request: Callable[[str], Any]) -> dict[str, Any]:
+    """Serve one PUT on 127.0.0.1 while ``send_request(url)`` runs; return its JSON body."""
+    import http.server
+
+    received: list[bytes] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_PUT(self) -> None:
+            received.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        send_request(f"http://127.0.0.1:{server.server_address[1]}/response")
+    finally:
+        server.shutdown()
+        server.server_close()
+    if not received:
+        raise TemplateError("the custom resource provider sent no response")
+    return json.loads(received[0])  # type: ignore[no-any-return]
 
 
 @contextmanager
