@@ -132,9 +132,24 @@ def transform(
 ) -> dict[str, Any]:
     """Expand the SAM resources of ``template`` into CloudFormation (aws-sam-translator),
     after :func:`packaged`."""
+    import boto3.session
+    import samtranslator.sdk.parameter as sam_parameter
+    from samtranslator.translator.arn_generator import ArnGenerator
     from samtranslator.translator.transform import transform as sam_transform
 
-    return sam_transform(packaged(template, root), dict(parameters), _PolicyLoader())  # type: ignore[arg-type]
+    # The translator reads the region from a default boto3 session; give it ours.
+    session = boto3.session.Session(region_name=REGION)
+    original = sam_parameter.SamParameterValues.add_pseudo_parameter_values
+
+    def add_pseudo(self: Any, _session: Any = None) -> None:
+        original(self, session)
+
+    sam_parameter.SamParameterValues.add_pseudo_parameter_values = add_pseudo  # type: ignore[method-assign]
+    ArnGenerator.BOTO_SESSION_REGION_NAME = REGION
+    try:
+        return sam_transform(packaged(template, root), dict(parameters), _PolicyLoader())
+    finally:
+        sam_parameter.SamParameterValues.add_pseudo_parameter_values = original  # type: ignore[method-assign]  # type: ignore[arg-type]
 
 
 @functools.cache

@@ -17,9 +17,10 @@ from typing import Any
 
 import boto3
 import pytest
+from cloud_stack import CloudStack
 from moto import mock_aws
 
-from aios.store.dynamodb import DynamoStore, create_table
+from aios.store.dynamodb import DynamoStore
 from aios.store.port import Store
 from aios.store.sqlite import SqliteStore
 
@@ -61,10 +62,11 @@ def moto_client() -> Any:
 
 
 def dynamodb_store(tmp_path: Path) -> Iterator[Store]:
-    """A DynamoDB store on a new table, in moto (no network)."""
+    """A DynamoDB store on the DataTable of ``template.yaml``, created in moto (no network):
+    the contract holds for the table the deployment creates."""
     with mock_aws():
-        create_table(moto_client(), "aios-test")
-        yield DynamoStore("aios-test", client=AtomicRequests(moto_client()))
+        stack = CloudStack.create(only={"DataTable"})
+        yield DynamoStore(stack.physical["DataTable"], client=AtomicRequests(moto_client()))
 
 
 STORE_FACTORIES: dict[str, StoreFactory] = {
