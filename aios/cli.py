@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
+from aios.cloud.cli import app as cloud_app
+
 app = typer.Typer(
     name="aios",
     help="AIOS: video analytics and automation pipelines for cameras and industrial devices.",
@@ -26,6 +28,7 @@ pipeline_app = typer.Typer(help="Pipeline documents.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(assets_app, name="assets")
 app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(cloud_app, name="cloud")
 
 EXIT_INVALID = 2
 EXIT_FAILED = 1

@@ -380,6 +380,11 @@ class CameraConfig(_Model):
         default=None, description="Reference: env:NAME or file:PATH."
     )
     enabled: bool = Field(default=True, description="false: configured but not captured.")
+    kvs_upload: bool = Field(
+        default=False,
+        description="Upload this camera's video to Amazon Kinesis Video Streams (needs the "
+        "kvs section; see connector.kvs).",
+    )
     open_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     read_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     stall_timeout_seconds: float = Field(
@@ -707,6 +712,90 @@ def _ip_address(value: str) -> str:
         ) from None
 
 
+_REGION_PATTERN = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"
+
+
+class KvsConfig(_Model):
+    """Video upload to Amazon Kinesis Video Streams (PutMedia, :mod:`connector.kvs`) of the
+    cameras marked ``kvs_upload``: H.264 in Matroska, one fragment per ``fragment_seconds``,
+    for cloud placement of stream plans and for the archive.
+
+    Credentials: ``iot`` (default) — temporary credentials from the AWS IoT credentials
+    provider, authenticated by the connector's certificate (``platform.tls``) for the role
+    alias ``role_alias``; ``environment`` — the standard AWS chain (environment variables,
+    shared files, instance role).
+    """
+
+    region: str = Field(pattern=_REGION_PATTERN, description="AWS region, e.g. eu-west-1.")
+    name_prefix: str = Field(
+        default="aios",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="The deployment's NamePrefix: streams are <name_prefix>-<stage>-<camera id>.",
+    )
+    stage: str = Field(
+        default="dev", pattern=r"^[A-Za-z0-9_.-]{1,32}$", description="Deployment stage."
+    )
+    credentials: Literal["iot", "environment"] = Field(
+        default="iot", description="iot: the IoT credentials provider; environment: AWS chain."
+    )
+    credentials_endpoint: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$",
+        description="IoT credentials provider host (DescribeEndpoint iot:CredentialProvider): "
+        "<prefix>.credentials.iot.<region>.amazonaws.com.",
+    )
+    role_alias: str | None = Field(
+        default=None,
+        pattern=r"^[\w=,@-]{1,128}$",
+        description="IoT role alias whose role may put media on the streams.",
+    )
+    endpoint_url: str | None = Field(
+        default=None,
+        pattern=r"^https://",
+        description="Kinesis Video control-plane URL (default: the region's public one).",
+    )
+    ca_file: Path | None = Field(
+        default=None,
+        description="CA bundle (PEM) for the HTTPS endpoints (default: the system's; the "
+        "credentials provider: platform.tls.ca_file).",
+    )
+    fragment_seconds: float = Field(
+        default=2.0, ge=0.5, le=10, description="Fragment (MKV cluster) duration, s."
+    )
+    max_fps: float = Field(default=10.0, ge=1, le=30, description="Frames per second sent.")
+    max_width: int = Field(default=1280, ge=160, le=3840, description="Pixels; larger: scaled.")
+    max_height: int = Field(default=720, ge=120, le=2160, description="Pixels; larger: scaled.")
+    bitrate_kbps: int = Field(default=1000, ge=100, le=20_000, description="H.264 bit rate.")
+    buffer_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=600,
+        description="Video kept while Kinesis Video is unreachable (sent on reconnection).",
+    )
+    reconnect_min_seconds: float = Field(default=1.0, gt=0, le=60)
+    reconnect_max_seconds: float = Field(default=60.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _credentials(self) -> Self:
+        checks = _Checks()
+        if self.credentials == "iot":
+            if self.credentials_endpoint is None:
+                checks.add(
+                    "credentials: iot needs credentials_endpoint (aws iot describe-endpoint "
+                    "--endpoint-type iot:CredentialProvider)",
+                    "credentials_endpoint",
+                )
+            if self.role_alias is None:
+                checks.add("credentials: iot needs role_alias", "role_alias")
+        if self.reconnect_min_seconds > self.reconnect_max_seconds:
+            checks.add(
+                "reconnect_min_seconds is larger than reconnect_max_seconds",
+                "reconnect_min_seconds",
+            )
+        checks.raise_if_any()
+        return self
+
+
 class ConnectorConfig(_Model):
     """The whole file."""
 
@@ -723,6 +812,9 @@ class ConnectorConfig(_Model):
     plcs: list[PlcConfig] = Field(default_factory=list, max_length=256)
     sensors: list[SensorConfig] = Field(default_factory=list, max_length=1024)
     live: LiveConfig = Field(default_factory=LiveConfig)
+    kvs: KvsConfig | None = Field(
+        default=None, description="Video upload to Kinesis Video Streams."
+    )
 
     @model_validator(mode="after")
     def _ids(self) -> Self:
@@ -745,6 +837,23 @@ class ConnectorConfig(_Model):
                     )
                 else:
                     seen[item.id] = where
+        for index, cam in enumerate(self.cameras):
+            if cam.kvs_upload and self.kvs is None:
+                checks.add(
+                    "kvs_upload needs the kvs section (region, credentials)",
+                    "cameras",
+                    index,
+                    "kvs_upload",
+                )
+        if self.kvs is not None and self.kvs.credentials == "iot":
+            tls = self.platform.tls
+            if tls is None or tls.cert_file is None:
+                checks.add(
+                    "credentials: iot authenticates with the connector's certificate: set "
+                    "platform.tls.cert_file and key_file (or credentials: environment)",
+                    "kvs",
+                    "credentials",
+                )
         checks.raise_if_any()
         return self
 
@@ -806,11 +915,15 @@ def _resolve_paths(config: ConnectorConfig, base: Path) -> ConnectorConfig:
         if cam.is_file and cam.url is not None:
             update["url"] = _file_camera_uri(cam.url, base)
         cameras.append(cam.model_copy(update=update))
+    kvs = config.kvs
+    if kvs is not None and kvs.ca_file is not None:
+        kvs = kvs.model_copy(update={"ca_file": _local_path(kvs.ca_file, base)})
     return config.model_copy(
         update={
             "data_dir": _local_path(config.data_dir, base),
             "platform": platform,
             "cameras": cameras,
+            "kvs": kvs,
         }
     )
 

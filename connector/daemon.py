@@ -64,6 +64,7 @@ from connector.config import (
     resolve_secret,
 )
 from connector.health import system_health
+from connector.kvs import KvsUploads
 from connector.link import PlatformLink
 from connector.live import LIVE_COMMANDS, LiveManager, PlanFrames
 from connector.media import MediaUploader
@@ -237,6 +238,7 @@ class Connector:
         self.pollers: dict[str, Poller] = {}
         self.plcs: dict[str, ModbusPoller] = {}
         self.uploader = MediaUploader(config.data_dir / "media")
+        self.kvs = KvsUploads()  # Kinesis Video uploads of the kvs_upload cameras
         self.plans = StreamPlanManager(
             self.cameras.get,
             self._emit_events,
@@ -287,6 +289,7 @@ class Connector:
         for device in [*self.config.plcs, *self.config.sensors]:
             if device.enabled:
                 self._start_poller(device)
+        self.kvs.sync(self.config, self.cameras)
         self._spawn(self._heartbeat_loop, "heartbeat")
         log.info(
             "connector %s started: %d camera(s), %d PLC(s), %d sensor(s)",
@@ -317,6 +320,7 @@ class Connector:
         self._commands.shutdown(wait=True, cancel_futures=False)
         self._send_heartbeats()  # every device's last health, flushed with the rest
         self.live.close_all()
+        self.kvs.stop_all()
         self.plans.stop_all()
         with self._lock:
             for worker in list(self.pollers.values()):
@@ -491,6 +495,8 @@ class Connector:
             if changed_cams and self._desired is not None:
                 # plans bound to a camera that was replaced follow it to the new worker
                 self._submit_desired(self._desired, restart_cameras=changed_cams)
+            cameras = dict(self.cameras)
+        self.kvs.sync(config, cameras)  # uploads follow their camera's worker
         return report
 
     # ------------------------------------------------------------------ to the platform
@@ -854,4 +860,5 @@ class Connector:
                 for s in self.plans.status()
             ],
             "live_sessions": self.live.status(),
+            "kvs_uploads": self.kvs.status(),
         }
