@@ -29,10 +29,11 @@ fi
 if [[ $DEV -eq 1 ]]; then
   # GStreamer's RTSP server is the real RTSP peer of the camera tests; Mosquitto is the
   # MQTT 5 broker of the ingestion and connector tests (started by the tests themselves);
-  # Chromium is the browser Playwright drives in the console's end-to-end tests.
+  # Chromium is the browser Playwright drives in the console's end-to-end tests; make runs
+  # the Lambda layer's build in `sam build`.
   SYSTEM_PACKAGES=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp
     gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
-    gstreamer1.0-plugins-ugly gstreamer1.0-libav mosquitto chromium)
+    gstreamer1.0-plugins-ugly gstreamer1.0-libav mosquitto chromium make)
   missing=()
   for pkg in "${SYSTEM_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -66,6 +67,15 @@ EXTRAS=(--extra vision --extra connector --extra cloud)
 [[ $DEV -eq 1 ]] && EXTRAS+=(--extra dev)
 log "Creating .venv from uv.lock"
 "$UV" sync --frozen --quiet "${EXTRAS[@]}"
+
+# AWS SAM CLI (the template's `sam validate --lint` and `sam build` in the tests, and
+# scripts/deploy.sh) in its own environment: its pinned dependencies would fight the project's.
+if [[ $DEV -eq 1 ]] && ! .tools/sam/bin/sam --version >/dev/null 2>&1; then
+  log "Installing the AWS SAM CLI into .tools/sam"
+  rm -rf .tools/sam
+  "$UV" venv --quiet .tools/sam
+  "$UV" pip install --quiet --python .tools/sam/bin/python "aws-sam-cli>=1.130"
+fi
 
 log "Fetching the default detection model and the demo assets"
 .venv/bin/aios models fetch >/dev/null
