@@ -95,15 +95,16 @@ BLOCK_GROUP_ID = 0xA0
 _UNKNOWN_SIZE_8 = bytes.fromhex("01FFFFFFFFFFFFFF")
 
 
-def stream_name(name_prefix: str, stage: str, camera_id: str) -> str:
-    """The Kinesis video stream of a camera: ``<name_prefix>-<stage>-<camera id>``, the
-    cloud side's naming (:func:`aios.cloud.kvs_media.kvs_stream_name`: the stream worker
-    reads the stream of the same name).
+def stream_name(name_prefix: str, stage: str, connector_id: str, camera_id: str) -> str:
+    """The Kinesis video stream of a camera of this connector:
+    ``<name_prefix>-<stage>-<connector id>-<camera id>``, the cloud side's naming
+    (:func:`aios.cloud.kvs_media.kvs_stream_name`: the stream worker reads the stream of the
+    same name, and the upload role allows only the connector's own streams).
 
     Raises:
         ValueError: not a valid stream name.
     """
-    return kvs_stream_name(name_prefix, stage, camera_id)
+    return kvs_stream_name(name_prefix, stage, connector_id, camera_id)
 
 
 # --------------------------------------------------------------------------- Matroska
@@ -1252,7 +1253,7 @@ class KvsUploads:
                 assert config.kvs is not None and self._credentials is not None
                 worker = cameras[cid]
                 uploader = KvsUploader(
-                    stream_name(config.kvs.name_prefix, config.kvs.stage, cid),
+                    stream_name(config.kvs.name_prefix, config.kvs.stage, config.connector.id, cid),
                     worker.subscribe(self.SOURCE_ID),
                     config.kvs,
                     self._credentials,

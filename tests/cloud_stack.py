@@ -300,10 +300,17 @@ class CloudStack:
                 continue
             for policy in self.resolve((res.get("Properties") or {}).get("Policies") or []):
                 document = {"Version": "2012-10-17", **policy["PolicyDocument"]}
+                # A resource not created here (``only``) is a stand-in such as "<Queue.Arn>":
+                # IAM wants an ARN, so it becomes one that names nothing.
+                text = re.sub(
+                    r'"<([^">]*)>"',
+                    rf'"arn:aws:iam::{ACCOUNT}:role/not-created/\1"',
+                    json.dumps(document),
+                )
                 iam.put_role_policy(
                     RoleName=self.physical[lid],
                     PolicyName=policy["PolicyName"],
-                    PolicyDocument=json.dumps(document),
+                    PolicyDocument=text,
                 )
 
     def _custom_resources(

@@ -306,7 +306,7 @@ def _ensure_streams(
     from aios.cloud.kvs_media import kvs_stream_name  # imports PyAV: only when needed
 
     for camera in cameras:
-        name = kvs_stream_name(name_prefix, stage, camera)
+        name = kvs_stream_name(name_prefix, stage, thing, camera)
         result.streams.append(name)
         if _missing(kvs.describe_stream, StreamName=name) is not None:
             continue

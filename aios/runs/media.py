@@ -7,9 +7,10 @@ A run's evidence files are named by *key*, a path relative to the data folder::
 
 Stored events carry the key (``data.snapshot``, ``data.clip``) and the URL the API serves
 it at (``data.snapshot_url``, ``data.clip_url``: ``/api/v1/runs/<run_id>/media/<kind>/<name>``),
-never a path of the machine that recorded them. :class:`MediaStore` reads a file by run,
-kind and name; :class:`FolderMediaStore` is the one of a single machine (files under
-``settings.data_dir``). In the cloud the blobs will live in S3, behind the same protocol.
+never a path of the machine that recorded them. :class:`MediaStore` reads and writes a file
+by run, kind and name; :class:`FolderMediaStore` is the one of a single machine (files under
+``settings.data_dir``); in the cloud, :class:`aios.cloud.s3.S3MediaStore` keeps them in the
+bucket ``AIOS_MEDIA_BUCKET`` under the same keys (:func:`open_media_store` chooses).
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def media_url(run_id: str, kind: str, name: str) -> str:
 
 
 class MediaStore(Protocol):
-    """Where the media of runs are read from (a folder on one machine; S3 in the cloud)."""
+    """Where the media of runs are kept (a folder on one machine; S3 in the cloud)."""
 
     def read(self, run_id: str, kind: str, name: str, *, max_bytes: int) -> bytes:
         """Return the bytes of media file ``name`` of ``kind`` of run ``run_id``.
@@ -113,6 +114,18 @@ class MediaStore(Protocol):
         Raises:
             MediaNotFound: no such file (or an unacceptable run id, kind or name).
             MediaTooLarge: the file is larger than ``max_bytes``.
+        """
+        ...
+
+    def write(self, run_id: str, kind: str, name: str, data: bytes) -> bool:
+        """Store media file ``name`` of ``kind`` of run ``run_id`` (whole or not at all).
+
+        Returns:
+            ``True`` when written, ``False`` when it held these bytes already.
+
+        Raises:
+            MediaNotFound: an unacceptable run id, kind or name.
+            MediaWriteRefused: the file cannot be written there.
         """
         ...
 
@@ -166,6 +179,10 @@ class FolderMediaStore:
         if len(data) > max_bytes:  # grew since fstat
             raise MediaTooLarge(len(data), max_bytes)
         return data
+
+    def write(self, run_id: str, kind: str, name: str, data: bytes) -> bool:
+        """See :meth:`MediaStore.write` and :func:`write_media`."""
+        return write_media(self.data_dir, run_id, kind, name, data)
 
 
 class MediaWriteRefused(Exception):
@@ -223,6 +240,14 @@ def write_media(data_dir: Path, run_id: str, kind: str, name: str, data: bytes) 
 
 
 def open_media_store(settings: Settings) -> MediaStore:
-    """The media store of ``settings``: the folder ``settings.data_dir`` (the only one
-    so far; S3 will be chosen here when the settings name a bucket)."""
+    """The media store of the process: the S3 bucket named by ``AIOS_MEDIA_BUCKET`` when
+    that is set (the cloud functions; :class:`aios.cloud.s3.S3MediaStore`), else the
+    folder ``settings.data_dir``."""
+    from aios.cloud.env import MEDIA_BUCKET
+
+    bucket = os.environ.get(MEDIA_BUCKET)
+    if bucket:
+        from aios.cloud.s3 import S3MediaStore
+
+        return S3MediaStore(bucket)
     return FolderMediaStore(settings.data_dir)

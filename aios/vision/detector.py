@@ -35,6 +35,18 @@ DEFAULT_INPUT_SIZE = 640
 """Input size used when neither the model's input shape nor its metadata tells it."""
 
 
+
+PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+"""onnxruntime execution providers in order of preference: the GPU where the installed
+onnxruntime has CUDA (the detector image's ``onnxruntime-gpu``), else the CPU."""
+
+
+def execution_providers() -> list[str]:
+    """The providers of :data:`PREFERRED_PROVIDERS` this onnxruntime build offers, in order
+    (``["CPUExecutionProvider"]`` with the CPU-only package)."""
+    available = set(ort.get_available_providers())
+    return [p for p in PREFERRED_PROVIDERS if p in available] or ["CPUExecutionProvider"]
+
 class ModelError(RuntimeError):
     """A model cannot be found, fetched, converted, loaded or used.
 
@@ -162,7 +174,7 @@ class Detector:
             options.intra_op_num_threads = int(num_threads)
         try:
             self._session = ort.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+                str(path), sess_options=options, providers=execution_providers()
             )
         except Exception as err:  # onnxruntime raises its own, unexported error types
             raise ModelError(

@@ -4,7 +4,8 @@ snapshot or clip.
 Stored events name their evidence by key and URL (``data.snapshot_url``, ``data.clip_url``;
 see :mod:`aios.runs.media`); this route serves those files from the
 :class:`~aios.runs.media.MediaStore` of the settings (on one machine the folder
-``<data_dir>/runs/<run_id>/media/<kind>/``, strictly: no ``..``, no symbolic links).
+``<data_dir>/runs/<run_id>/media/<kind>/``, strictly: no ``..``, no symbolic links; in
+the cloud the bucket ``AIOS_MEDIA_BUCKET``, same keys).
 
 The answer is the file's bytes, base64-encoded in the proxy response (``isBase64Encoded``:
 API Gateway and ``aios up`` decode it), with ``Content-Type`` ``image/jpeg`` (snapshots)
@@ -58,7 +59,6 @@ from aios.runs.media import (
     media_content_ok,
     open_media_store,
     valid_media_name,
-    write_media,
 )
 
 if TYPE_CHECKING:
@@ -158,7 +158,7 @@ def register(app: ApiResolver, *, media: MediaStore | None = None) -> None:
             headers={"Cache-Control": MEDIA_CACHE_CONTROL},
         )
 
-    register_upload(app)
+    register_upload(app, files)
 
 
 def _request_bytes(raw: dict[str, Any]) -> bytes:
@@ -182,10 +182,11 @@ def _request_bytes(raw: dict[str, Any]) -> bytes:
     return body.encode("utf-8")
 
 
-def register_upload(app: ApiResolver) -> None:
-    """Add the media upload route (connectors, with a run's upload grant)."""
+def register_upload(app: ApiResolver, files: MediaStore | None = None) -> None:
+    """Add the media upload route (connectors, with a run's upload grant); ``files``: where
+    uploads are written (default, the store of the settings)."""
     store = app.services.store
-    data_dir = app.services.settings.data_dir
+    media = files if files is not None else open_media_store(app.services.settings)
 
     @app.put(
         f"{API_PREFIX}/runs/<run_id>/media/<kind>/<name>",
@@ -249,7 +250,7 @@ def register_upload(app: ApiResolver) -> None:
                 f"{kind} are {MEDIA_KINDS[kind]}"
             )
         try:
-            written = write_media(data_dir, run_id, kind, name, data)
+            written = media.write(run_id, kind, name, data)
         except (MediaNotFound, MediaWriteRefused) as err:
             log.error("upload of %s/%s of run %s refused: %s", kind, name, run_id, err)
             raise ConflictApi(f"the {kind[:-1]} '{name}' cannot be written here") from None
