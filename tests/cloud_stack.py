@@ -65,7 +65,9 @@ _PSEUDO = {
     "AWS::NotificationARNs": [],
 }
 _NO_VALUE = object()
-_INVOKE_LOCK = threading.RLock()
+ENVIRONMENT_LOCK = threading.RLock()
+"""Held while ``os.environ`` is a function's (an invocation, or a test building what a
+function builds): hold it too when swapping the environment."""
 
 
 class TemplateError(AssertionError):
@@ -790,7 +792,7 @@ class CloudStack:
             else self.function_by_name(logical_or_name)
         )
         handler = _import_handler(spec["handler"])
-        with _INVOKE_LOCK, _environment(spec["environment"]):
+        with ENVIRONMENT_LOCK, _environment(spec["environment"]):
             return handler(payload, LambdaContext(spec))
 
     def bind_handlers(self, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
@@ -820,6 +822,7 @@ class CloudStack:
                 result = self.invoke_local(lid, payload)
             except Exception as err:
                 record["error"] = type(err).__name__
+                record["message"] = str(err)
                 response_headers["x-amz-function-error"] = "Unhandled"
                 return json.dumps(
                     {"errorType": type(err).__name__, "errorMessage": str(err)}

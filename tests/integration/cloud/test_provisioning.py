@@ -88,9 +88,9 @@ def test_provisioning_creates_thing_certificate_policy_streams_and_config(
     attached = iot.list_attached_policies(target=result.certificate_arn)["policies"]
     assert [p["policyName"] for p in attached] == [POLICY]
     assert iot.list_thing_principals(thingName="site1-gw")["principals"] == [result.certificate_arn]
-    stream = boto3.client("kinesisvideo").describe_stream(StreamName="aios-test-cam-gate")
+    stream = boto3.client("kinesisvideo").describe_stream(StreamName="aios-test-site1-gw-cam-gate")
     assert stream["StreamInfo"]["MediaType"] == "video/h264"
-    assert result.streams == ["aios-test-cam-gate"]
+    assert result.streams == ["aios-test-site1-gw-cam-gate"]
 
     # the files: certificate, private key (0600), the Amazon root, the configuration
     assert (out / "site1-gw.cert.pem").read_text() == cert["certificatePem"]

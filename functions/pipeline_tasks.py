@@ -1,0 +1,81 @@
+"""The pipeline task functions: one Lambda function per event-tier node type (logical id
+``<Type>V<major>Function``), the node type in ``AIOS_NODE_TYPE``, all with this handler.
+
+The event is the payload of a compiled Task (:mod:`aios.cloud.tasks`); the result is the
+node's JSON result. A node's ``TaskError`` is raised as an exception named by its ASL error
+(``Aios.Transient`` / ``Aios.Permanent``), which Lambda reports as ``errorType`` and the
+state machine's ``Retry`` and ``Catch`` match.
+
+Idempotent: a call repeated with the same execution, node, phase and event (Lambda's own
+retry of an invocation, a redelivered call) returns the first call's result without acting
+again (Powertools idempotency on ``AIOS_IDEMPOTENCY_TABLE``). Failures are not remembered,
+so the state machine's ``Retry`` runs the node again.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    idempotent_function,
+)
+
+from aios.cloud import env
+from aios.cloud.launcher import table_from_url
+from aios.cloud.services import cloud_services, environment_key
+from aios.cloud.tasks import TaskRunner, cloud_task_services
+from functions._common import entry, idempotency_config, logger
+
+
+@functools.cache
+def _runner(_key: tuple[tuple[str, str], ...]) -> TaskRunner:
+    from aios.nodes import CATALOG
+
+    type_id = os.environ.get(env.NODE_TYPE, "")
+    node_type = CATALOG.get(type_id)
+    if node_type is None or node_type.event_role is None:
+        raise RuntimeError(f"{env.NODE_TYPE}={type_id!r} is not an event-tier node type")
+    services = cloud_services(with_launcher=False, with_jwt_secret=False)
+    task_services, recorder = cloud_task_services(
+        services,
+        table=table_from_url(services.settings.database_url),
+        bucket=os.environ.get(env.MEDIA_BUCKET) or None,
+    )
+    return TaskRunner(node_type, task_services, recorder)
+
+
+def runner() -> TaskRunner:
+    """The container's task runner (one per environment)."""
+    return _runner(environment_key())
+
+
+def _run(payload: dict[str, Any]) -> Any:
+    logger.info(
+        "pipeline task",
+        extra={"node_id": payload.get("node_id"), "node_type": payload.get("node_type")},
+    )
+    return runner().run(payload)
+
+
+@functools.cache
+def _idempotent(table: str) -> tuple[Any, Any]:
+    # a persistence layer of this function's own: Powertools configures a layer once, with
+    # the first key expression it is used with
+    config = idempotency_config("[execution, node_id, phase, event]")
+    decorated = idempotent_function(
+        data_keyword_argument="payload",
+        config=config,
+        persistence_store=DynamoDBPersistenceLayer(table_name=table),
+    )(_run)
+    return decorated, config
+
+
+@entry
+def handler(event: dict[str, Any], context: Any) -> Any:
+    """Run one Task call of the function's node type (see the module doc)."""
+    run, config = _idempotent(os.environ.get(env.IDEMPOTENCY_TABLE, ""))
+    config.register_lambda_context(context)
+    return run(payload=event)
