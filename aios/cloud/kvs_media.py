@@ -92,33 +92,35 @@ _FATAL_ERRORS = frozenset(
 
 def kvs_stream_name(name_prefix: str, stage: str, connector_id: str, camera_id: str) -> str:
     """The Kinesis Video stream of a fleet camera:
-    ``<name_prefix>-<stage>-<connector_id>-<camera_id>``.
+    ``<name_prefix>-<stage>-<connector_id>.<camera_id>``.
 
     The connector writes (``PutMedia``) and the cloud stream worker reads (``GetMedia``) the
-    stream of this name. The connector's part comes first and verbatim: the upload role
-    (``template.yaml``, ``KvsDeviceRole``) lets a connector write only the streams named
-    ``<name_prefix>-<stage>-${credentials-iot:ThingName}-*``. Camera ids may hold ``:``,
-    which stream names may not: it becomes ``_``, and the name then ends with ``-`` and 8 hex
+    stream of this name. The connector's part comes first and verbatim, then ``.``, which
+    IoT thing names cannot hold: the upload role (``template.yaml``, ``KvsDeviceRole``) lets
+    a connector write only the streams named
+    ``<name_prefix>-<stage>-${credentials-iot:ThingName}.*``, and no connector's id followed
+    by ``.`` starts another connector's stream names. Camera ids may hold ``:``, which
+    stream names may not: it becomes ``_``, and the name then ends with ``-`` and 8 hex
     digits of the SHA-256 of the id, so two ids never share a stream.
 
     Raises:
-        ValueError: a part is empty, the connector id holds ``:`` (it must appear verbatim),
-            or the name is not a valid stream name (:data:`STREAM_NAME_PATTERN`: at most 256
-            of ``a-zA-Z0-9_.-``).
+        ValueError: a part is empty, the connector id holds ``:`` or ``.`` (it must appear
+            verbatim, and ``.`` ends it), or the name is not a valid stream name
+            (:data:`STREAM_NAME_PATTERN`: at most 256 of ``a-zA-Z0-9_.-``).
     """
     if not name_prefix or not stage or not connector_id or not camera_id:
         raise ValueError(
             "a stream name needs a name prefix, a stage, a connector id and a camera id"
         )
-    if ":" in connector_id:
+    if ":" in connector_id or "." in connector_id:
         raise ValueError(
-            f"connector {connector_id!r}: a connector id with ':' cannot start a Kinesis Video "
-            "stream name; give the connector an id of letters, digits, '_' and '-'"
+            f"connector {connector_id!r}: a connector id with ':' or '.' cannot start a "
+            "Kinesis Video stream name; give the connector an id of letters, digits, '_' and '-'"
         )
     safe = camera_id.replace(":", "_")
     if safe != camera_id:
         safe += "-" + hashlib.sha256(camera_id.encode()).hexdigest()[:8]
-    name = f"{name_prefix}-{stage}-{connector_id}-{safe}"
+    name = f"{name_prefix}-{stage}-{connector_id}.{safe}"
     if STREAM_NAME_PATTERN.fullmatch(name) is None:
         raise ValueError(
             f"{name!r} is not a Kinesis Video stream name (1-256 letters, digits, '_', '.', '-')"

@@ -238,7 +238,7 @@ def test_fleet_camera_frames_come_from_its_kinesis_video_stream(
         make_fragment(images[i : i + 10], start_ms + i * 100, 100) for i in range(0, 80, 10)
     ]
     stream = kvs_stream_name("aios", "test", "site-1", "yard-cam")
-    assert stream == "aios-test-site-1-yard-cam"
+    assert stream == "aios-test-site-1.yard-cam"
     server = GetMediaServer(stream, fragments).start()
     monkeypatch.setenv("AWS_ENDPOINT_URL_KINESIS_VIDEO", server.url)
     document = person_zone_pipeline(

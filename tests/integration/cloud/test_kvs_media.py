@@ -4,6 +4,7 @@ by the real boto3 clients and decoded as they arrive."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -195,14 +196,14 @@ def test_stop_from_another_thread_ends_the_reading(serve: Any) -> None:
 
 def test_stream_names_follow_the_convention() -> None:
     assert (
-        kvs_stream_name("aios", "prod", "site1-gw", "gate-cam.1") == "aios-prod-site1-gw-gate-cam.1"
+        kvs_stream_name("aios", "prod", "site1-gw", "gate-cam.1") == "aios-prod-site1-gw.gate-cam.1"
     )
     # ':' is not allowed in stream names: replaced, and a digest keeps ids apart
     a, b = (
         kvs_stream_name("aios", "dev", "gw", "site:cam1"),
         kvs_stream_name("aios", "dev", "gw", "site_cam1"),
     )
-    assert a.startswith("aios-dev-gw-site_cam1-") and len(a) == len("aios-dev-gw-site_cam1-") + 8
+    assert a.startswith("aios-dev-gw.site_cam1-") and len(a) == len("aios-dev-gw.site_cam1-") + 8
     assert a != b
     with pytest.raises(ValueError, match="Kinesis Video stream name"):
         kvs_stream_name("aios", "dev", "gw", "c" * 250)
@@ -210,3 +211,21 @@ def test_stream_names_follow_the_convention() -> None:
         kvs_stream_name("", "dev", "gw", "cam")
     with pytest.raises(ValueError, match="letters, digits"):
         kvs_stream_name("aios", "dev", "site:gw", "cam")
+    with pytest.raises(ValueError, match="letters, digits"):
+        kvs_stream_name("aios", "dev", "site.gw", "cam")
+
+
+def test_a_connectors_upload_role_covers_its_own_streams_only() -> None:
+    """The role's resource (template.yaml, KvsDeviceRole) with IAM's '*' wildcard, for
+    connector 'site' (ThingName): its cameras' streams, never those of 'site-1' or 'site_2'."""
+    from cloud_stack import load_template
+
+    role = load_template()["Resources"]["KvsDeviceRole"]["Properties"]
+    statement = role["Policies"][0]["PolicyDocument"]["Statement"][0]
+    pattern = statement["Resource"]["Fn::Sub"]
+    assert pattern.endswith("stream/${NamePrefix}-${Stage}-${!credentials-iot:ThingName}.*/*")
+    allowed = re.compile(re.escape("aios-dev-site.") + ".*")
+    assert allowed.fullmatch(kvs_stream_name("aios", "dev", "site", "cam-1"))
+    assert allowed.fullmatch(kvs_stream_name("aios", "dev", "site", "gate.cam:2"))
+    for other in ("site-1", "site_2", "sites"):
+        assert not allowed.fullmatch(kvs_stream_name("aios", "dev", other, "cam-1"))

@@ -98,7 +98,6 @@ PUBLIC_ROUTES = {
     ("POST", "/api/v1/auth/refresh"),
     ("POST", "/api/v1/auth/logout"),
     ("PUT", "/api/v1/runs/{run_id}/media/{kind}/{name}"),
-    ("GET", "/health"),
     ("GET", "/docs"),
     ("GET", "/openapi.json"),
 }
@@ -418,7 +417,10 @@ def test_environment_names_are_the_contract(sam: dict[str, Any]) -> None:
     assert api[env.LIFECYCLE_STATE_MACHINE_ARN] == {"Ref": "LifecycleStateMachine"}
     assert env.IOT_DATA_ENDPOINT in api
     detector = sam["Resources"]["DetectorTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
-    assert set(env.COMMON) <= {e["Name"] for e in detector["Environment"]}
+    detector_names = {e["Name"] for e in detector["Environment"]}
+    # the worker signs nothing: it never gets the key of the API's tokens
+    assert set(env.COMMON) - {env.JWT_SECRET_ARN} <= detector_names
+    assert env.JWT_SECRET_ARN not in detector_names
     assert {"Type": "GPU", "Value": "1"} in detector["ResourceRequirements"]
 
 

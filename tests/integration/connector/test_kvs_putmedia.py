@@ -178,12 +178,12 @@ def test_putmedia_is_signed_streamed_and_acknowledged(
 
     # GetDataEndpoint(APIName=PUT_MEDIA) first, signed for kinesisvideo
     assert server.endpoint_requests == [
-        {"StreamName": "aios-test-site1-gw-cam-gate", "APIName": "PUT_MEDIA", "signature_problem": None}
+        {"StreamName": "aios-test-site1-gw.cam-gate", "APIName": "PUT_MEDIA", "signature_problem": None}
     ]
     [session] = server.sessions
     headers = session.headers
     assert session.signature_problem is None
-    assert headers["x-amzn-stream-name"] == "aios-test-site1-gw-cam-gate"
+    assert headers["x-amzn-stream-name"] == "aios-test-site1-gw.cam-gate"
     assert headers["x-amzn-fragment-timecode-type"] == "ABSOLUTE"
     assert float(headers["x-amzn-producer-start-timestamp"]) == T0_MS / 1000
     assert headers["transfer-encoding"] == "chunked"
@@ -425,8 +425,8 @@ cameras:
                 time.sleep(0.1)
             assert list(uploads) == ["cam-gate"]
             assert uploads["cam-gate"]["acknowledged"] >= 2, uploads
-            assert uploads["cam-gate"]["stream"] == "aios-test-site1-gw-cam-gate"
+            assert uploads["cam-gate"]["stream"] == "aios-test-site1-gw.cam-gate"
         finally:
             connector.stop(flush_timeout=0)
     assert server.sessions and server.sessions[0].signature_problem is None
-    assert server.sessions[0].headers["x-amzn-stream-name"] == "aios-test-site1-gw-cam-gate"
+    assert server.sessions[0].headers["x-amzn-stream-name"] == "aios-test-site1-gw.cam-gate"

@@ -94,7 +94,7 @@ def test_each_video_input_gets_its_camera_and_topic() -> None:
         "site:gate",
     )
     assert fleet.stream_name is not None and fleet.stream_name.startswith(
-        "acme-dev-site-gw-site_gate-"
+        "acme-dev-site-gw.site_gate-"
     )
     assert isinstance(workers["cam"], KvsCameraWorker)
     assert workers["cam"].redacted_url == f"kvs://{fleet.stream_name}"
