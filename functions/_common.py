@@ -34,6 +34,7 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
     IdempotencyConfig,
+    idempotent_function,
 )
 
 from aios.cloud import env
@@ -91,13 +92,17 @@ def idempotency_config(
 
 
 @functools.cache
-def _persistence_layer(table_name: str, region: str | None) -> DynamoDBPersistenceLayer:
+def _persistence_layer(
+    table_name: str, region: str | None, purpose: str
+) -> DynamoDBPersistenceLayer:
     return DynamoDBPersistenceLayer(table_name=table_name)
 
 
-def persistence_layer() -> DynamoDBPersistenceLayer:
-    """The idempotency persistence layer on ``AIOS_IDEMPOTENCY_TABLE`` (one per container,
-    table and region).
+def persistence_layer(purpose: str = "") -> DynamoDBPersistenceLayer:
+    """The idempotency persistence layer on ``AIOS_IDEMPOTENCY_TABLE``: one per container,
+    table, region and ``purpose``. Powertools configures a layer once, with the first
+    configuration (key expression) it is used with: each idempotent function of a module
+    needs a purpose of its own.
 
     Raises:
         RuntimeError: ``AIOS_IDEMPOTENCY_TABLE`` is not set.
@@ -106,7 +111,40 @@ def persistence_layer() -> DynamoDBPersistenceLayer:
     if not table:
         raise RuntimeError(f"{env.IDEMPOTENCY_TABLE} is not set: the idempotency table's name")
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    return _persistence_layer(table, region)
+    return _persistence_layer(table, region, purpose)
+
+
+@functools.cache
+def _idempotent(
+    fn: Callable[..., Any], keyword: str, key: str, table: str, region: str | None
+) -> tuple[Callable[..., Any], IdempotencyConfig]:
+    config = idempotency_config(key)
+    decorated = idempotent_function(
+        data_keyword_argument=keyword,
+        config=config,
+        persistence_store=_persistence_layer(table, region, f"{fn.__module__}.{fn.__qualname__}"),
+    )(fn)
+    return decorated, config
+
+
+def idempotent(
+    fn: Callable[..., Any], *, keyword: str, key: str, context: Any
+) -> Callable[..., Any]:
+    """``fn`` made idempotent on the JMESPath ``key`` of its keyword argument ``keyword``
+    (Powertools ``idempotent_function``, records in ``AIOS_IDEMPOTENCY_TABLE`` kept
+    :data:`IDEMPOTENCY_EXPIRES_SECONDS`; only successful results are kept, so a failed call
+    runs again), with the invocation's Lambda ``context`` registered (remaining time).
+
+    Raises:
+        RuntimeError: ``AIOS_IDEMPOTENCY_TABLE`` is not set.
+    """
+    table = os.environ.get(env.IDEMPOTENCY_TABLE)
+    if not table:
+        raise RuntimeError(f"{env.IDEMPOTENCY_TABLE} is not set: the idempotency table's name")
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    decorated, config = _idempotent(fn, keyword, key, table, region)
+    config.register_lambda_context(context)
+    return decorated
 
 
 class _LocalContext:

@@ -13,20 +13,13 @@ exception's class name as ``errorType`` and the lifecycle's ``Catch`` records it
 from __future__ import annotations
 
 import functools
-import os
 from typing import Any
 
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    idempotent_function,
-)
-
-from aios.cloud import env
 from aios.cloud.launcher import table_from_url
 from aios.cloud.lifecycle import CloudResources, Lifecycle
 from aios.cloud.services import cloud_services, environment_key
 from aios.cloud.state import DynamoStateStore
-from functions._common import entry, idempotency_config, logger
+from functions._common import entry, idempotent, logger
 
 
 @functools.cache
@@ -49,23 +42,11 @@ def _run_step(request: dict[str, Any]) -> dict[str, Any]:
     return lifecycle().handle(request)
 
 
-@functools.cache
-def _idempotent_step(table: str) -> tuple[Any, Any]:
-    # a persistence layer of this function's own: Powertools configures a layer once, with
-    # the first key expression it is used with
-    config = idempotency_config("[data.run_id, step, token]")
-    decorated = idempotent_function(
-        data_keyword_argument="request",
-        config=config,
-        persistence_store=DynamoDBPersistenceLayer(table_name=table),
-    )(_run_step)
-    return decorated, config
-
-
 @entry
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Run one lifecycle step (see the module doc)."""
-    step, config = _idempotent_step(os.environ.get(env.IDEMPOTENCY_TABLE, ""))
-    config.register_lambda_context(context)
+    step = idempotent(
+        _run_step, keyword="request", key="[data.run_id, step, token]", context=context
+    )
     result: dict[str, Any] = step(request=event)
     return result

@@ -18,16 +18,11 @@ import functools
 import os
 from typing import Any
 
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    idempotent_function,
-)
-
 from aios.cloud import env
 from aios.cloud.launcher import table_from_url
 from aios.cloud.services import cloud_services, environment_key
 from aios.cloud.tasks import TaskRunner, cloud_task_services
-from functions._common import entry, idempotency_config, logger
+from functions._common import entry, idempotent, logger
 
 
 @functools.cache
@@ -60,22 +55,10 @@ def _run(payload: dict[str, Any]) -> Any:
     return runner().run(payload)
 
 
-@functools.cache
-def _idempotent(table: str) -> tuple[Any, Any]:
-    # a persistence layer of this function's own: Powertools configures a layer once, with
-    # the first key expression it is used with
-    config = idempotency_config("[execution, node_id, phase, event]")
-    decorated = idempotent_function(
-        data_keyword_argument="payload",
-        config=config,
-        persistence_store=DynamoDBPersistenceLayer(table_name=table),
-    )(_run)
-    return decorated, config
-
-
 @entry
 def handler(event: dict[str, Any], context: Any) -> Any:
     """Run one Task call of the function's node type (see the module doc)."""
-    run, config = _idempotent(os.environ.get(env.IDEMPOTENCY_TABLE, ""))
-    config.register_lambda_context(context)
+    run = idempotent(
+        _run, keyword="payload", key="[execution, node_id, phase, event]", context=context
+    )
     return run(payload=event)
