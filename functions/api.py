@@ -34,10 +34,38 @@ def _authorizer_user(event: Any) -> str | None:
     return user if isinstance(user, str) else None
 
 
+def _api_url(event: Any) -> str | None:
+    """The API's base URL as devices reach it, from API Gateway's request context:
+    ``https://<domainName>`` plus ``/<stage>`` on an ``execute-api`` domain (a custom domain
+    maps the stage itself)."""
+    context = event.get("requestContext") if isinstance(event, dict) else None
+    if not isinstance(context, dict):
+        return None
+    domain, stage = context.get("domainName"), context.get("stage")
+    if not isinstance(domain, str) or not domain:
+        return None
+    if ".execute-api." in domain and isinstance(stage, str) and stage:
+        return f"https://{domain}/{stage}"
+    return f"https://{domain}"
+
+
+def _learn_api_url(api: ApiResolver, event: Any) -> None:
+    """Give the run launcher the API's URL (the media target of edge plans) when its
+    environment does not name one: the template cannot, the API's URL depending on the
+    function."""
+    from aios.cloud.launcher import StepFunctionsLauncher
+
+    launcher = api.services.launcher
+    if isinstance(launcher, StepFunctionsLauncher) and not launcher.api_url:
+        launcher.api_url = _api_url(event)
+
+
 @entry
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Answer one API Gateway REST proxy event."""
     user = _authorizer_user(event)
     if user is not None:
         logger.append_keys(user_id=user)
-    return app().resolve(event, context)
+    api = app()
+    _learn_api_url(api, event)
+    return api.resolve(event, context)

@@ -27,6 +27,8 @@ from aios.store.dynamodb import create_table
 
 REGION = "us-east-1"
 STAGE = "test"
+API_DOMAIN = "abc123.execute-api.us-east-1.amazonaws.com"
+"""The API's execute-api domain name in the events API Gateway sends."""
 IOT_DATA_ENDPOINT = "https://data-ats.iot.us-east-1.amazonaws.com"
 """An iot-data endpoint moto answers (it does not answer account-specific ones)."""
 
@@ -234,6 +236,7 @@ def api_event(
         "pathParameters": {"proxy": path.lstrip("/")},
         "stageVariables": None,
         "requestContext": {
+            "domainName": API_DOMAIN,
             "resourcePath": "/{proxy+}",
             "httpMethod": method,
             "path": f"/{STAGE}{path}",

@@ -11,7 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
-from cloud_functions import answer, api_event
+from cloud_functions import API_DOMAIN, STAGE, answer, api_event
 from lifecycle_stack import PREFIX, REGION, LifecycleStack, deployed_stack
 
 from aios.cloud import env
@@ -87,6 +87,9 @@ def test_play_and_stop_through_the_api(stack: LifecycleStack, api: Api) -> None:
     run = play.json()
     assert run["status"] == "starting"
     stack.wait_run(run["id"], RunStatus.RUNNING)
+    # the lifecycle knows the API's URL (edge plans' media target) from the request
+    lifecycle_input = json.loads(stack.execution(run["id"])["input"])
+    assert lifecycle_input["api_url"] == f"https://{API_DOMAIN}/{STAGE}"
     sfn = boto3.client("stepfunctions", region_name=REGION)
     names = {m["name"] for m in sfn.list_state_machines()["stateMachines"]}
     assert machine_name(PREFIX, pid, 1) in names
