@@ -730,7 +730,10 @@ class Connector:
             self._commands.submit(self._execute, request)
         except RuntimeError:  # the executor is shut down: stopping
             self._answer(
-                request, False, None, "the connector is stopping; the command was not executed"
+                request,
+                False,
+                {"retryable": True},
+                "the connector is stopping; the command was not executed",
             )
 
     def _execute(self, request: CommandRequest) -> None:
@@ -760,7 +763,11 @@ class Connector:
         self, request: CommandRequest
     ) -> tuple[bool, dict[str, Any] | None, str | None]:
         if request.deadline < _now():
-            return False, None, "the command arrived after its deadline; not executed"
+            return (
+                False,
+                {"retryable": True},
+                "the command arrived after its deadline; not executed",
+            )
         if request.name in LIVE_COMMANDS:  # live view of a camera (connector.live)
             return self.live.execute(request.device_id, request.name, request.params)
         if request.name == SNAPSHOT_COMMAND and request.device_id != self.id:

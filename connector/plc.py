@@ -677,7 +677,10 @@ class ModbusPoller:
 
         Failures are outcomes, not exceptions: bad parameters (``error`` says what to
         change), a Modbus exception (``error`` "PLC answered exception 02 ILLEGAL DATA
-        ADDRESS ...", ``result {"exception_code": 2}``), no reply (``error`` says so).
+        ADDRESS ...", ``result {"exception_code": 2}``), no reply (``error`` says so). A
+        failure that may pass (no reply, connection refused, the device waiting out a
+        reconnection delay) has ``result {"retryable": true}``: a pipeline's write is then
+        tried again.
         """
         if request.deadline <= datetime.now(UTC):
             return CommandOutcome(
@@ -711,10 +714,11 @@ class ModbusPoller:
                 f"({self.device.id}, {target.table} address {target.address})",
             )
         except _Waiting as err:
-            return CommandOutcome(False, None, str(err))
+            return CommandOutcome(False, {"retryable": True}, str(err))
         except ModbusError as err:
             if err.retryable:
                 self._unreachable(err)
+                return CommandOutcome(False, {"retryable": True}, str(err))
             return CommandOutcome(False, None, str(err))
         self._answered()
         if target.register is not None:

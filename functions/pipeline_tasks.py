@@ -14,6 +14,7 @@ so the state machine's ``Retry`` runs the node again.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import os
 from typing import Any
@@ -47,12 +48,23 @@ def runner() -> TaskRunner:
     return _runner(environment_key())
 
 
+_invocation: contextvars.ContextVar[Any] = contextvars.ContextVar("invocation")
+"""The Lambda context of the invocation being served (its remaining time bounds the waits
+of fleet commands)."""
+
+
+def _remaining_seconds() -> float:
+    context = _invocation.get(None)
+    getter = getattr(context, "get_remaining_time_in_millis", None)
+    return float(getter()) / 1000 if callable(getter) else float("inf")
+
+
 def _run(payload: dict[str, Any]) -> Any:
     logger.info(
         "pipeline task",
         extra={"node_id": payload.get("node_id"), "node_type": payload.get("node_type")},
     )
-    return runner().run(payload)
+    return runner().run(payload, remaining_seconds=_remaining_seconds)
 
 
 @entry
@@ -61,4 +73,8 @@ def handler(event: dict[str, Any], context: Any) -> Any:
     run = idempotent(
         _run, keyword="payload", key="[execution, node_id, phase, event]", context=context
     )
-    return run(payload=event)
+    token = _invocation.set(context)
+    try:
+        return run(payload=event)
+    finally:
+        _invocation.reset(token)

@@ -24,7 +24,10 @@ Cloud services (:func:`cloud_task_services`): the state store is
 (``AIOS_SECRET_<NAME>``), then the integration secrets of the store (Secrets Manager when
 ``AIOS_INTEGRATION_SECRET_PREFIX`` is set); blobs are :class:`aios.cloud.s3.S3BlobStore`
 on ``AIOS_MEDIA_BUCKET`` (a temporary folder without it); the dashboard's recorder stores
-events in the DataTable as the local runs do (:class:`StoreRecorder`).
+events in the DataTable as the local runs do (:class:`StoreRecorder`); fleet commands (a
+PLC write to a fleet PLC) go through :class:`aios.fleet.commands.FleetCommands` on the
+function's IoT Core link, their answers read from the DataTable, where the
+command-response function records them.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import json
 import logging
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +53,7 @@ from aios.events.task import (
     TaskRequest,
     TaskServices,
 )
+from aios.fleet.commands import time_budget
 from aios.runs.service import channel, publish
 from aios.services import Services
 from aios.store.secrets import secret_chain
@@ -170,6 +174,9 @@ def cloud_task_services(
         blobs = S3BlobStore(bucket)
     else:
         blobs = FolderBlobStore(Path(tempfile.gettempdir()) / "aios-blobs")
+    from aios.fleet.commands import FleetCommands
+    from aios.fleet.service import FleetService
+
     recorder = StoreRecorder(services)
     task_services = TaskServices(
         secrets=secret_chain(services.store.secrets),
@@ -177,6 +184,9 @@ def cloud_task_services(
         blobs=blobs,
         recorder=recorder,
         now=services.clock,
+        # fleet PLCs: commands published on IoT Core (services.link), answers read from the
+        # DataTable where the command-response function records them
+        device_commands=FleetCommands(FleetService(services)),
     )
     return task_services, recorder
 
@@ -222,8 +232,17 @@ class TaskRunner:
             self._tasks[key] = task
         return task
 
-    def run(self, payload: Mapping[str, Any]) -> Any:
+    def run(
+        self,
+        payload: Mapping[str, Any],
+        *,
+        remaining_seconds: Callable[[], float] | None = None,
+    ) -> Any:
         """Run one Task call (payload: see the module doc); return the node's JSON result.
+
+        ``remaining_seconds``: the seconds the invocation has left (the Lambda context's
+        ``get_remaining_time_in_millis() / 1000``); fleet commands the node sends wait no
+        longer (:func:`aios.fleet.commands.time_budget`).
 
         Raises:
             AiosTransient / AiosPermanent / AiosTaskError: the node's TaskError, by name;
@@ -249,7 +268,8 @@ class TaskRunner:
             node_id=node_id, event=dict(payload.get("event") or {}), context=context
         )
         try:
-            result = task.run(request)
+            with time_budget(remaining_seconds):
+                result = task.run(request)
         except TaskError as err:
             raise lambda_error(err) from None
         # the result must be JSON, as a Lambda's is

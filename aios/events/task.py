@@ -141,6 +141,47 @@ class MemoryRecorder:
             )
 
 
+@dataclass(frozen=True)
+class CommandAnswer:
+    """A device's answer to a command that succeeded.
+
+    Attributes:
+        request_id: the command's id (``cmd/aios/{device_id}/req``), as in the device's
+            command history.
+        response: what the device answered (e.g. a PLC's value read back).
+    """
+
+    request_id: str
+    response: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class DeviceCommands(Protocol):
+    """Commands to fleet devices, answered while the task waits (the fleet's command path:
+    ``cmd/aios/{connector}/req`` → the device's connector → ``.../res``)."""
+
+    def send(
+        self,
+        device_id: str,
+        name: str,
+        params: dict[str, Any],
+        timeout_seconds: float,
+        *,
+        actor: str | None = None,
+    ) -> CommandAnswer:
+        """Send command ``name`` with ``params`` to ``device_id``; wait at most
+        ``timeout_seconds`` for its answer; return it when the device succeeded.
+
+        ``actor``: who asked, kept in the device's command history.
+
+        Raises:
+            PermanentError: the device answered with a failure (its reason), or the command
+                is refused (no such device, invalid parameters).
+            TransientError: no answer in time, or the device cannot be reached now.
+        """
+        ...
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -157,6 +198,8 @@ class TaskServices:
         now: current UTC time (injectable for tests).
         sleep: waits (injectable for tests; pulses and in-task retries use it).
         logger: base logger; nodes log under ``aios.node.<id>``.
+        device_commands: commands to fleet devices through their connector (``None``
+            where there is no fleet: ``aios run``).
     """
 
     secrets: SecretStore = field(default_factory=EnvSecretStore)
@@ -166,6 +209,7 @@ class TaskServices:
     now: Callable[[], datetime] = _utcnow
     sleep: Callable[[float], None] = time.sleep
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("aios.events"))
+    device_commands: DeviceCommands | None = None
 
 
 @runtime_checkable

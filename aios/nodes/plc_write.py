@@ -23,12 +23,27 @@ machine retries); a Modbus exception response (e.g. 02 ILLEGAL DATA ADDRESS) →
 ``PermanentError`` naming the code and its meaning (ACKNOWLEDGE, SERVER DEVICE BUSY and
 GATEWAY TARGET DEVICE FAILED TO RESPOND are transient); a template value that does not
 parse → ``PermanentError``.
+
+Fleet PLC: with ``device_id`` instead of ``connection``, the PLC is one of the fleet, behind
+a connector at the site (a cloud function cannot reach a site's Modbus network). Each value
+(each item of a list) becomes one fleet command to that PLC through
+:attr:`aios.events.task.TaskServices.device_commands` — ``write_coil`` with ``{"table":
+"coil", "address", "value"}`` or ``write_register`` with ``{"table": "holding_register",
+"address", "data_type", "order", "value"}`` (addresses 0-based, from 10000 up as the
+six-digit reference, see :meth:`connector.plc.ModbusPoller.execute`) — stored in the PLC's
+command history, executed by the connector on its own Modbus link, and waited for up to
+``timeout_seconds``. A pulse records its restore values the same way (the registers' values
+read before the write with ``read_register``) and restores them with the same commands.
+Errors: the connector's refusal or a Modbus exception → ``PermanentError`` with its reason
+(retryable exception codes → ``TransientError``); no answer in time or no link to the
+devices → ``TransientError``; where there is no fleet (``aios run``) → ``PermanentError``
+saying the pipeline needs ``aios up`` or the cloud.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from pydantic import Field, TypeAdapter, ValidationError, model_validator
 
@@ -42,8 +57,15 @@ from aios.catalog.base import (
     PortSpec,
     Tier,
 )
+from aios.domain import DEVICE_ID_PATTERN
 from aios.events.actions import Action, ActionConfig, Template, render
-from aios.events.task import PermanentError, TaskRequest, TransientError
+from aios.events.task import (
+    CommandAnswer,
+    DeviceCommands,
+    PermanentError,
+    TaskRequest,
+    TransientError,
+)
 from aios.plc.client import ModbusClient, ModbusConnection, ModbusError
 from aios.plc.modbus import (
     REGISTER_COUNT,
@@ -190,12 +212,23 @@ class PlcValueWrite(NodeConfig):
 
 
 class PlcWriteConfig(ActionConfig):
-    """Write values to a PLC over Modbus, optionally as a pulse."""
+    """Write values to a PLC, optionally as a pulse: a PLC of the fleet, written by its
+    connector, or one reached directly over Modbus TCP or RTU."""
 
-    connection: ModbusConnection = Field(
-        title="Device",
-        description="How to reach the PLC: Modbus TCP host and port, or RTU serial line, "
-        "and its unit id.",
+    device_id: str | None = Field(
+        default=None,
+        title="Fleet PLC",
+        description="Device id of a PLC of the fleet; its connector at the site writes it "
+        "and the writes show in the PLC's command history. Needs `aios up` or the cloud. "
+        "Give this or Connection, not both.",
+        pattern=DEVICE_ID_PATTERN,
+    )
+    connection: ModbusConnection | None = Field(
+        default=None,
+        title="Connection",
+        description="How to reach the PLC directly from where the pipeline runs: Modbus TCP "
+        "host and port, or RTU serial line, and its unit id. Give this or Fleet PLC, not "
+        "both.",
     )
     writes: list[PlcValueWrite] = Field(
         min_length=1,
@@ -216,8 +249,27 @@ class PlcWriteConfig(ActionConfig):
         gt=0,
         le=120,
         title="Timeout (s)",
-        description="Longest wait to connect and for each Modbus reply, in seconds.",
+        description="Longest wait to connect and for each Modbus reply, in seconds; for a "
+        "fleet PLC, for the connector's answer to each write.",
     )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> PlcWriteConfig:
+        if (self.device_id is None) == (self.connection is None):
+            given = "both" if self.device_id is not None else "neither"
+            raise ValueError(
+                f"give exactly one of device_id (a PLC of the fleet, written by its "
+                f"connector) or connection (a PLC reached directly); {given} given"
+            )
+        return self
+
+    def describe_target(self) -> str:
+        """How results name the PLC: ``"fleet PLC 'press-7'"`` or the connection's
+        description (``"modbus-tcp 10.0.0.5:502 unit 1"``)."""
+        if self.device_id is not None:
+            return f"fleet PLC {self.device_id!r}"
+        assert self.connection is not None
+        return self.connection.describe()
 
 
 MANIFEST = NodeManifest(
@@ -225,8 +277,9 @@ MANIFEST = NodeManifest(
     category=Category.OUTPUT,
     tier=Tier.EVENT,
     title="PLC write",
-    description="Writes coils and holding registers of a PLC over Modbus TCP or RTU on each "
-    "event, e.g. switches a siren on for a few seconds.",
+    description="Writes coils and holding registers of a PLC on each event — a PLC of the "
+    "fleet through its connector, or one reached over Modbus TCP or RTU — e.g. switches a "
+    "siren on for a few seconds.",
     icon="circuit-board",
     inputs=(
         PortSpec(
@@ -305,7 +358,9 @@ class PlcWriteAction(Action[PlcWriteConfig]):
         return f"{request.pipeline}/{request.node_id}/{execution}"
 
     def _client(self) -> ModbusClient:
-        return ModbusClient(self.config.connection, timeout_seconds=self.config.timeout_seconds)
+        connection = self.config.connection
+        assert connection is not None  # the config's validator: device_id or connection
+        return ModbusClient(connection, timeout_seconds=self.config.timeout_seconds)
 
     def _task_error(self, err: ModbusError) -> TransientError | PermanentError:
         if err.retryable:
@@ -355,9 +410,13 @@ class PlcWriteAction(Action[PlcWriteConfig]):
     def send(self, request: TaskRequest) -> dict[str, Any]:
         """Write every configured value (recording the restore values first for a pulse).
 
-        Returns ``{"phase": "write", "writes": [{"name", "table", "address", "reference",
-        "value", "requests"}], "pulse_seconds"}``.
+        Returns ``{"phase": "write", "device", "writes": [{"name", "table", "address",
+        "reference", "value", "requests"}], "pulse_seconds"}``; for a fleet PLC each write
+        also has ``commands`` (the request ids in the PLC's command history) and
+        ``read_back`` (the values the connector read back).
         """
+        if self.config.device_id is not None:
+            return self._fleet_send(request, self.config.device_id)
         writes = self._resolve(request)
         report: list[dict[str, Any]] = []
         try:
@@ -387,7 +446,7 @@ class PlcWriteAction(Action[PlcWriteConfig]):
             raise self._task_error(err) from err
         return {
             "phase": "write",
-            "device": self.config.connection.describe(),
+            "device": self.config.describe_target(),
             "writes": report,
             "pulse_seconds": self.config.pulse_seconds,
         }
@@ -410,7 +469,21 @@ class PlcWriteAction(Action[PlcWriteConfig]):
                 f"nothing to restore for '{key}': the write phase did not run for this "
                 "execution or its record expired"
             )
-        report: list[dict[str, Any]] = []
+        if self.config.device_id is not None:
+            report = self._fleet_restore(request, self.config.device_id, plan)
+            state.delete(RESTORE_NAMESPACE, key)
+            return self._result(
+                request,
+                "sent",
+                None,
+                attempts=1,
+                detail={
+                    "phase": "restore",
+                    "device": self.config.describe_target(),
+                    "writes": report,
+                },
+            )
+        report = []
         try:
             with self._client() as client:
                 for item in plan:
@@ -437,10 +510,187 @@ class PlcWriteAction(Action[PlcWriteConfig]):
             attempts=1,
             detail={
                 "phase": "restore",
-                "device": self.config.connection.describe(),
+                "device": self.config.describe_target(),
                 "writes": report,
             },
         )
+
+    # --- fleet PLC: commands through its connector ---------------------------------------
+
+    def _commands(self, device_id: str) -> DeviceCommands:
+        commands = self.services.device_commands
+        if commands is None:
+            raise PermanentError(
+                f"fleet PLC {device_id!r} is written by its connector through the fleet, "
+                "which this process does not have: run the pipeline with `aios up` (Play in "
+                "the console) or in the cloud, or give config.connection to write the PLC "
+                "directly from here"
+            )
+        return commands
+
+    @staticmethod
+    def _actor(request: TaskRequest) -> str:
+        return f"pipeline {request.pipeline!r}, node {request.node_id!r}"
+
+    def _command(
+        self, request: TaskRequest, device_id: str, name: str, params: dict[str, Any]
+    ) -> CommandAnswer:
+        return self._commands(device_id).send(
+            device_id,
+            name,
+            params,
+            self.config.timeout_seconds,
+            actor=self._actor(request),
+        )
+
+    @staticmethod
+    def _target_params(
+        table: WritableTable, address: int, data_type: str, order: str
+    ) -> dict[str, Any]:
+        """The address part of a command's params: 0-based below 10000, the six-digit
+        reference from there (the connector reads numbers from 10000 up as references)."""
+        wire: int | str = address if address < 10_000 else format_reference(address, table)
+        if table == "coil":
+            return {"table": "coil", "address": wire}
+        return {"table": table, "address": wire, "data_type": data_type, "order": order}
+
+    @staticmethod
+    def _items(spec: PlcValueWrite, value: Any) -> list[Scalar]:
+        """One value per item (coil state or number of the data type)."""
+        items = value if isinstance(value, list) else [value]
+        if spec.table == "coil":
+            return [parse_coil(v) for v in items]
+        return [spec.parse_scalar(v) for v in items]
+
+    def _write_items(
+        self,
+        request: TaskRequest,
+        device_id: str,
+        entry: dict[str, Any],
+    ) -> tuple[list[str], list[Any]]:
+        """Send one write command per item of ``entry`` (``table``, ``address``,
+        ``data_type``, ``order``, ``values``); return the request ids and read-backs."""
+        table = cast(WritableTable, str(entry["table"]))
+        data_type = cast(DataType, str(entry.get("data_type") or "uint16"))
+        size = 1 if table == "coil" else REGISTER_COUNT[data_type]
+        name = "write_coil" if table == "coil" else "write_register"
+        ids: list[str] = []
+        read_back: list[Any] = []
+        for index, value in enumerate(entry["values"]):
+            params = self._target_params(
+                table, int(entry["address"]) + index * size, data_type, str(entry["order"])
+            )
+            params["value"] = value
+            answer = self._command(request, device_id, name, params)
+            ids.append(answer.request_id)
+            read_back.append(answer.response.get("value"))
+        return ids, read_back
+
+    def _fleet_restore_plan(
+        self, request: TaskRequest, device_id: str, writes: list[_Resolved]
+    ) -> list[dict[str, Any]]:
+        plan: list[dict[str, Any]] = []
+        for item in writes:
+            spec = item.spec
+            values: list[Any]
+            if spec.restore_value is not None:
+                values = self._items(spec, spec.restore_value)
+            elif spec.table == "coil":
+                values = [not v for v in self._items(spec, item.shown)]
+            else:
+                values = []
+                count = len(self._items(spec, item.shown))
+                for index in range(count):
+                    params = self._target_params(
+                        spec.table,
+                        item.address + index * spec.item_size,
+                        spec.data_type,
+                        spec.order,
+                    )
+                    answer = self._command(request, device_id, "read_register", params)
+                    value = answer.response.get("value")
+                    if isinstance(value, bool) or not isinstance(value, int | float):
+                        raise PermanentError(
+                            f"{device_id}: read_register answered without a value to restore "
+                            f"({spec.table} address {item.address + index * spec.item_size})"
+                        )
+                    values.append(value if spec.data_type == "float32" else round(value))
+            plan.append(
+                {
+                    "name": spec.name,
+                    "table": spec.table,
+                    "address": item.address,
+                    "data_type": spec.data_type,
+                    "order": spec.order,
+                    "values": values,
+                }
+            )
+        return plan
+
+    def _fleet_send(self, request: TaskRequest, device_id: str) -> dict[str, Any]:
+        writes = self._resolve(request)
+        self._commands(device_id)  # no fleet: refuse before any command
+        if self.config.pulse_seconds is not None:
+            plan = self._fleet_restore_plan(request, device_id, writes)
+            # put_if_absent: a retried write keeps the values read before the first try
+            self.services.state.put_if_absent(
+                RESTORE_NAMESPACE,
+                self._restore_key(request),
+                plan,
+                self.config.pulse_seconds + RESTORE_TTL_MARGIN_SECONDS,
+            )
+        report: list[dict[str, Any]] = []
+        for item in writes:
+            spec = item.spec
+            entry = {
+                "table": spec.table,
+                "address": item.address,
+                "data_type": spec.data_type,
+                "order": spec.order,
+                "values": self._items(spec, item.shown),
+            }
+            ids, read_back = self._write_items(request, device_id, entry)
+            report.append(
+                {
+                    "name": spec.name,
+                    "table": spec.table,
+                    "address": item.address,
+                    "reference": format_reference(item.address, spec.table),
+                    "value": item.shown,
+                    "requests": len(ids),
+                    "commands": ids,
+                    "read_back": read_back,
+                }
+            )
+        return {
+            "phase": "write",
+            "device": self.config.describe_target(),
+            "writes": report,
+            "pulse_seconds": self.config.pulse_seconds,
+        }
+
+    def _fleet_restore(
+        self, request: TaskRequest, device_id: str, plan: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        report: list[dict[str, Any]] = []
+        for entry in plan:
+            if "data_type" not in entry:
+                raise PermanentError(
+                    "the restore record was written for a directly connected PLC, not for "
+                    f"fleet PLC {device_id!r}; nothing restored"
+                )
+            ids, _ = self._write_items(request, device_id, entry)
+            report.append(
+                {
+                    "name": entry.get("name"),
+                    "table": entry["table"],
+                    "address": int(entry["address"]),
+                    "values": list(entry["values"]),
+                    "requests": len(ids),
+                    "commands": ids,
+                }
+            )
+        return report
 
 
 NODE = NodeType(

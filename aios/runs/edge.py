@@ -109,6 +109,56 @@ def fleet_cameras(pipeline: ValidatedPipeline) -> dict[str, str]:
     }
 
 
+FLEET_PLC_WRITE_TYPE = "aios/plc_write@1"
+"""The node type that may name a fleet PLC (``config.device_id``, :mod:`aios.nodes.plc_write`)."""
+
+
+def fleet_plcs(pipeline: ValidatedPipeline) -> dict[str, str]:
+    """The PLC write nodes of ``pipeline`` that name a fleet PLC: node id → PLC device id."""
+    found: dict[str, str] = {}
+    for nid, r in pipeline.nodes.items():
+        if r.node_type.type_id != FLEET_PLC_WRITE_TYPE:
+            continue
+        device_id = getattr(r.config, "device_id", None)
+        if isinstance(device_id, str) and device_id:
+            found[nid] = device_id
+    return found
+
+
+def fleet_plc_problems(services: Services, pipeline: ValidatedPipeline) -> list[tuple[str, str]]:
+    """Every reason a PLC write node's fleet PLC cannot be written, as ``(node id,
+    message)``: the device is not in the fleet, is not a PLC, has no connector parent, or
+    its parent is not a registered connector (a fleet PLC is written by its connector)."""
+    devices = services.store.devices
+    problems: list[tuple[str, str]] = []
+    for node_id, plc_id in sorted(fleet_plcs(pipeline).items()):
+        plc = devices.get(plc_id)
+        if plc is None:
+            message = (
+                f"PLC {plc_id!r} is not in the fleet; register it (list it in its "
+                "connector's file) or choose a registered PLC"
+            )
+        elif plc.kind is not DeviceKind.PLC:
+            message = f"device {plc_id!r} is a {plc.kind.value}, not a PLC; choose a PLC"
+        elif plc.parent_id is None:
+            message = (
+                f"PLC {plc_id!r} has no connector: a fleet PLC is written by the connector "
+                "it is attached to (its parent); set the PLC's parent, or give "
+                "config.connection to write it directly"
+            )
+        else:
+            parent = devices.get(plc.parent_id)
+            if parent is not None and parent.kind is DeviceKind.CONNECTOR:
+                continue
+            what = "not in the fleet" if parent is None else f"a {parent.kind.value}"
+            message = (
+                f"PLC {plc_id!r} is attached to {plc.parent_id!r}, which is {what}, not a "
+                "connector; attach the PLC to its connector"
+            )
+        problems.append((node_id, f"node '{node_id}': {message}"))
+    return problems
+
+
 def runs_at_edge(pipeline: ValidatedPipeline) -> bool:
     """Whether ``pipeline`` has a fleet camera (its stream tier then runs at the edge)."""
     return bool(fleet_cameras(pipeline))
@@ -120,7 +170,9 @@ def placement_problems(
     """Find the connector of each fleet camera of ``pipeline``, and every reason it cannot
     be placed at the edge, as ``(node id or None for the whole pipeline, message)``: it
     mixes fleet cameras with other video inputs; a camera is not in the fleet, is not a
-    camera, or has no connector parent; a parent is not a registered connector."""
+    camera, or has no connector parent; a parent is not a registered connector. Also the
+    problems of the fleet PLCs that PLC write nodes name (:func:`fleet_plc_problems`; the
+    node ids of :func:`fleet_plcs`)."""
     cameras = fleet_cameras(pipeline)
     problems: list[tuple[str | None, str]] = []
     others = sorted(set([r.id for r in pipeline.video_inputs()]) - set(cameras))
@@ -181,6 +233,7 @@ def placement_problems(
             )
             continue
         sources.append(EdgeSource(node_id, camera_id, parent.id))
+    problems.extend(fleet_plc_problems(services, pipeline))
     return sources, problems
 
 

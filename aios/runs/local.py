@@ -400,12 +400,17 @@ class LocalRun:
     def _event_tier(self, executions: ExecutionLog) -> EventTier | None:
         if not any(r.node_type.manifest.tier is Tier.EVENT for r in self.pipeline.nodes.values()):
             return None
+        from aios.fleet.commands import FleetCommands
+        from aios.fleet.service import FleetService
+
         task_services = TaskServices(
             secrets=secret_chain(self.services.store.secrets, self.services.settings.secrets_file),
             state=self.launcher.state_store(),
             blobs=FolderBlobStore(self.media_dir),
             recorder=_Recorder(self),
             now=self.services.clock,
+            # fleet PLCs (aios/plc_write@1 with device_id): commands through their connector
+            device_commands=FleetCommands(FleetService(self.services)),
         )
         timezone = str(self.pipeline.document.metadata.get("timezone") or "UTC")
 
