@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from aios.config import Settings
 from aios.domain import Run, utcnow
@@ -48,6 +48,43 @@ class RunLauncher(Protocol):
     def start(self, run: Run, document: dict[str, Any]) -> None: ...
 
     def stop(self, run_id: str) -> None: ...
+
+
+class InputUnavailable(LookupError):
+    """The run cannot take events from that input now (not running, no event tier fed by
+    the node, not deployed yet); the message says which."""
+
+
+@runtime_checkable
+class EventInputs(Protocol):
+    """A run launcher that can also hand an event of an event-tier input (a webhook's
+    accepted body, …) to an active run: in the cloud, an execution of the run's event state
+    machine (:class:`aios.cloud.dispatch.CloudRunInputs`). Launchers without it (``aios
+    up``: its webhook nodes listen on their own HTTP servers) are not :class:`EventInputs`.
+    """
+
+    def deliver(
+        self,
+        run_id: str,
+        node_id: str,
+        event: dict[str, Any],
+        *,
+        remember_seconds: float = 0.0,
+    ) -> str | None:
+        """Start the processing of ``event`` (:data:`aios.events.task.Event`) entering the
+        event tier of run ``run_id`` at node ``node_id``.
+
+        ``remember_seconds`` > 0: the same ``event_id`` delivered to the node again within
+        that many seconds is a duplicate.
+
+        Returns:
+            The id of the execution started (an ARN in the cloud), or ``None`` for a
+            duplicate.
+
+        Raises:
+            InputUnavailable: the run cannot take the event now.
+        """
+        ...
 
 
 DeviceEventsHook = Callable[[str, "list[DeviceEventItem]"], None]

@@ -18,7 +18,9 @@ validation, same rules. It returns the :class:`~aios.fleet.ingest.Outcome` as a 
   the ``IdempotencyTable`` (``AIOS_IDEMPOTENCY_TABLE``); a repeated message returns the first
   outcome with ``duplicate: true``. A message without a ``message_id`` is refused by the
   validation without being recorded.
-- A refused message (bad topic, invalid, unknown device…) is logged with topic, reason,
+- A refused message (bad topic, invalid, unknown device…; one nested deeper than the API
+  reads or larger than a message may be is refused before the idempotency layer, whose
+  deep copy it would break) is logged with topic, reason,
   size and a detail made of field paths and error types — never the payload or a value
   from it — and counted (``RefusedMessages``); it is not raised: raising would only make
   the same message fail again. A store failure (``error``) raises :class:`IngestFailed`:
@@ -26,7 +28,11 @@ validation, same rules. It returns the :class:`~aios.fleet.ingest.Outcome` as a 
   event to the function's on-failure destination (the rule's own error action covers a
   failed invoke only). No idempotency record is kept for a failed message.
 - The events handler also hands device events to the runs waiting for them
-  (``aios.cloud.dispatch.device_events_hook``, when that module is installed).
+  (``aios.cloud.dispatch.device_events_hook``, when that module is installed); the
+  telemetry handler hands accepted telemetry to the runs whose sensor nodes listen to its
+  device (``aios.cloud.dispatch.device_telemetry_hook``), inside the idempotent part: a
+  redelivered message starts no second execution. An execution that could not be started
+  fails the invocation (:class:`IngestFailed`), so the message is retried.
 - Metrics (namespace ``AIOS``, dimension ``kind``): ``IngestedMessages``,
   ``RefusedMessages``, ``DuplicateMessages``.
 """
@@ -35,16 +41,19 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import idempotent_function
 from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 
+from aios.api.body import MAX_BODY_DEPTH
 from aios.cloud.services import cloud_services, environment_key
+from aios.domain import json_depth
 from aios.fleet.ingest import Outcome, handle_message
 from aios.fleet.service import FleetService
-from aios.messages import TopicKind, parse_topic
+from aios.messages import MAX_PAYLOAD_BYTES, TopicKind, parse_topic
 from aios.services import Services
 from functions._common import entry, idempotency_config, logger, metrics, persistence_layer
 
@@ -80,6 +89,24 @@ def _services(key: tuple[tuple[str, str], ...]) -> Services:
     return built
 
 
+def telemetry_hook() -> Callable[[str, bytes], Any] | None:
+    """The hook handing accepted telemetry to the runs whose sensor nodes listen to its
+    device (``aios.cloud.dispatch.device_telemetry_hook``), or ``None`` when that module
+    is not installed."""
+    return _telemetry_hook(environment_key())
+
+
+@functools.cache
+def _telemetry_hook(key: tuple[tuple[str, str], ...]) -> Callable[[str, bytes], Any] | None:
+    try:
+        from aios.cloud.dispatch import device_telemetry_hook
+    except ModuleNotFoundError as err:
+        if err.name not in ("aios.cloud.dispatch", "aios.cloud"):
+            raise
+        return None
+    return device_telemetry_hook(services())
+
+
 def fleet() -> FleetService:
     """The fleet service of this container."""
     return _fleet(environment_key())
@@ -107,7 +134,24 @@ def _store(topic: str, payload: dict[str, Any]) -> dict[str, Any]:
     outcome = handle_message(fleet(), topic, data)
     if outcome.reason == "error":
         raise IngestFailed(f"{outcome.kind} from {outcome.device_id} not stored: {outcome.detail}")
+    if outcome.accepted and outcome.kind is TopicKind.TELEMETRY:
+        _to_runs(topic, data, outcome.device_id)
     return _as_dict(outcome)
+
+
+def _to_runs(topic: str, data: bytes, device_id: str | None) -> None:
+    """Hand accepted telemetry to the listening runs; raise :class:`IngestFailed` when an
+    execution could not be started (the retry starts only what is missing: each event is
+    claimed per run and node)."""
+    hook = telemetry_hook()
+    if hook is None:
+        return
+    try:
+        hook(topic, data)
+    except Exception as err:
+        raise IngestFailed(
+            f"telemetry of {device_id} not handed to its runs: {type(err).__name__}"
+        ) from err
 
 
 def _process(message: dict[str, Any]) -> dict[str, Any]:
@@ -144,7 +188,7 @@ def _refused(
 def _size(event: Any) -> int:
     try:
         return len(json.dumps(event, separators=(",", ":")))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return -1
 
 
@@ -164,7 +208,7 @@ def ingest(kind: TopicKind, event: Any, context: Any) -> dict[str, Any]:
     else:
         payload = dict(event)
         topic = payload.pop(TOPIC_FIELD, None)
-        result = _check_topic(kind, topic)
+        result = _check_topic(kind, topic) or _check_shape(kind, topic, payload)
         if result is None:
             assert isinstance(topic, str)
             message_id = payload.get("message_id")
@@ -192,6 +236,31 @@ def ingest(kind: TopicKind, event: Any, context: Any) -> dict[str, Any]:
             },
         )
     return result
+
+
+def _check_shape(kind: TopicKind, topic: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+    """A refusal when the message nests deeper than the API reads (:data:`MAX_BODY_DEPTH`)
+    or is larger than a message may be (:data:`MAX_PAYLOAD_BYTES`), else ``None``.
+
+    Checked before the idempotent call: Powertools deep-copies the data it is given, and a
+    deep enough message (900 levels fit in 2 KB) would raise ``RecursionError`` there, fail
+    the invocation and be retried then dead-lettered. The depth is measured without
+    recursion (:func:`aios.domain.json_depth`), and first: serialising it could recurse too.
+    """
+    device_id = parse_topic(topic)[0]
+    depth = json_depth(payload)
+    if depth > MAX_BODY_DEPTH:
+        return _refused(
+            kind,
+            "invalid",
+            f"the message nests objects and arrays {depth} levels deep; at most "
+            f"{MAX_BODY_DEPTH} are read",
+            device_id,
+        )
+    size = _size(payload)
+    if size > MAX_PAYLOAD_BYTES:
+        return _refused(kind, "too_large", f"{size} bytes > {MAX_PAYLOAD_BYTES}", device_id)
+    return None
 
 
 def _check_topic(kind: TopicKind, topic: Any) -> dict[str, Any] | None:

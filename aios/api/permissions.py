@@ -109,6 +109,8 @@ _TABLE: dict[tuple[str, str], Permission] = {
     ("GET", "/runs/{run_id}/media/{kind}/{name}"): VIEWER,
     # a connector uploading a run's snapshot or clip, with the run's upload grant
     ("PUT", "/runs/{run_id}/media/{kind}/{name}"): Permission(None, grant="media_upload"),
+    # another system posting to a webhook input of an active run, with the node's secret
+    ("POST", "/webhooks/{target_id}/{hook}"): Permission(None, grant="webhook_secret"),
     # events, analytics, catalog
     ("GET", "/events"): VIEWER,
     ("POST", "/events/{event_id}/acknowledge"): _w(_O, "event.acknowledge", "event"),

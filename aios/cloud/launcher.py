@@ -87,6 +87,28 @@ class StepFunctionsLauncher:
             log.info("run %s: its lifecycle execution exists already", run.id)
         log.info("run %s: lifecycle execution started", run.id)
 
+    def deliver(
+        self,
+        run_id: str,
+        node_id: str,
+        event: dict[str, Any],
+        *,
+        remember_seconds: float = 0.0,
+    ) -> str | None:
+        """Start an execution of the run's event machine with ``event`` entering at
+        ``node_id`` (:class:`aios.services.EventInputs`; see
+        :class:`aios.cloud.dispatch.CloudRunInputs`). Returns the execution's ARN, or
+        ``None`` for an event already delivered within ``remember_seconds``.
+
+        Raises:
+            aios.services.InputUnavailable: the run cannot take events.
+        """
+        from aios.cloud.dispatch import CloudRunInputs
+
+        return CloudRunInputs(self.state, sfn=self.sfn).deliver(
+            run_id, node_id, event, remember_seconds=remember_seconds
+        )
+
     def stop(self, run_id: str) -> None:
         """Ask the run's lifecycle to stop (see the module doc); returns at once."""
 

@@ -38,9 +38,11 @@ step                      does
                           with the failed step and a summary of the error
 ========================  ==============================================================
 
-What a run deployed (machine ARN, schedules, connectors, placement) is kept in the state
-store, namespace :data:`RUN_NAMESPACE`, key the run id: the events dispatcher
-(:mod:`aios.cloud.dispatch`) reads it to start the run's executions. Run records are
+What a run deployed (machine ARN, schedules, connectors, placement, the sensor nodes and
+the devices they listen to) is kept in the state store, namespace :data:`RUN_NAMESPACE`,
+key the run id: the events dispatcher (:mod:`aios.cloud.dispatch`) reads it to start the
+run's executions; the sensor nodes are also indexed by device for the telemetry ingest
+(:func:`aios.cloud.dispatch.index_sensor_listeners`), and unindexed at clean-up. Run records are
 written with :func:`aios.runs.service.update_run` (conditional writes) and every change is
 published on ``pipelines/{pipeline_id}``.
 
@@ -393,6 +395,12 @@ class Lifecycle:
             tags={"aios:pipeline": run.pipeline_id, "aios:revision": str(run.revision)},
         )
         self._remember(run.id, machine_arn=arn, entries=sorted(compiled.entries))
+        from aios.cloud.dispatch import index_sensor_listeners, sensor_listeners
+
+        sensors = sensor_listeners(pipeline, compiled.entries)
+        if sensors:  # remembered first: a failure half way still unindexes them
+            self._remember(run.id, sensors=sensors)
+            index_sensor_listeners(self.state, run.id, sensors)
         schedules: list[str] = []
         if any(_is_timer(pipeline, nid) for nid in compiled.sources):
             group, scheduler_role = self.resources.schedule_group, self.resources.scheduler_role_arn
@@ -557,6 +565,14 @@ class Lifecycle:
                     done["connectors"].append(connector_id)
             except Exception as err:
                 log.exception("run %s: removing its plans from %s failed", run_id, connector_id)
+                errors.append(err)
+        if deployed.get("sensors"):
+            from aios.cloud.dispatch import unindex_sensor_listeners
+
+            try:
+                unindex_sensor_listeners(self.state, run_id, deployed["sensors"])
+            except Exception as err:
+                log.exception("run %s: removing its telemetry listeners failed", run_id)
                 errors.append(err)
         names = [str(n) for n in deployed.get("schedules") or []]
         if names and self.resources.schedule_group:

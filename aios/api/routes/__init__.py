@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from aios.api.permissions import permission_for
+from aios.api.permissions import API_PREFIX, permission_for
 
 if TYPE_CHECKING:
     from aios.api.app import ApiResolver
@@ -39,13 +39,14 @@ _ERRORS = {
     400: "The Host header is not allowed (host_not_allowed), or the body is not UTF-8 "
     "JSON text (invalid_json).",
     401: "No valid access token (or, at sign-in, wrong credentials; on an upload, no valid "
-    "upload grant).",
+    "upload grant; on a webhook, the shared secret not proven).",
     403: "The caller's role is below the one this endpoint needs (on an upload: the grant "
     "is for another run).",
     404: "The record (or route) does not exist.",
     409: "Conflict: the record exists, changed since it was read, or is in use (on an "
     "upload: the run is no longer active).",
-    413: "The file is too large to be served or uploaded through the API (media_too_large).",
+    413: "The file is too large to be served or uploaded through the API (media_too_large), "
+    "or a webhook's body is larger than its node accepts (body_too_large).",
     415: "The request has a body not sent as 'Content-Type: application/json' (on an "
     "upload: the body is not a file of the kind named).",
     422: "Invalid request (validation_error): the details name each field by path — "
@@ -54,7 +55,10 @@ _ERRORS = {
     429: "Too many sign-in attempts from this address; see Retry-After.",
     502: "A camera or device the API asked on the caller's behalf answered with an error "
     "(snapshot_failed, camera_unreachable, camera_auth_failed, live_failed).",
-    503: "This process cannot reach devices or start runs.",
+    501: "This server does not hand webhook deliveries to runs (its runs listen on their "
+    "own webhook servers).",
+    503: "This process cannot reach devices or start runs (on a webhook: its secret is not "
+    "set, or the run cannot take events yet; retry).",
     504: "A camera or device the API asked on the caller's behalf did not answer in time "
     "(camera_timeout, live_timeout).",
 }
@@ -82,6 +86,7 @@ def register_routes(app: ApiResolver) -> None:
         pipelines,
         records,
         users,
+        webhooks,
     )
 
     auth.register(app)
@@ -95,6 +100,7 @@ def register_routes(app: ApiResolver) -> None:
     cameras.register(app)
     integrations.register(app)
     backup.register(app)
+    webhooks.register(app)
     for route in app.registered_routes():
         permission = permission_for(route.method, route.openapi_path)
         if permission is None:
@@ -121,6 +127,8 @@ def register_routes(app: ApiResolver) -> None:
             errors.add(415)
         if "/media/" in route.openapi_path:
             errors.add(413)
+        if route.openapi_path.startswith(f"{API_PREFIX}/webhooks/"):
+            errors = (errors - {403, 409}) | {413, 501, 503}
         success = (route.responses or {}).get(route.status_code) or {"description": "Success"}
         responses: dict[int, Any] = {route.status_code: success}
         responses.update({status: _error(status) for status in sorted(errors)})

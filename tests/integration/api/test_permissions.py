@@ -33,7 +33,10 @@ def test_public_routes_are_only_the_sign_in_ones_and_the_docs() -> None:
     instead (a connector's media upload) needs a token."""
     public = sorted(k for k, p in PERMISSIONS.items() if p.role is None and p.grant is None)
     granted = sorted((k, p.grant) for k, p in PERMISSIONS.items() if p.grant is not None)
-    assert granted == [(("PUT", "/api/v1/runs/{run_id}/media/{kind}/{name}"), "media_upload")]
+    assert granted == [
+        (("POST", "/api/v1/webhooks/{target_id}/{hook}"), "webhook_secret"),
+        (("PUT", "/api/v1/runs/{run_id}/media/{kind}/{name}"), "media_upload"),
+    ]
     assert all(PERMISSIONS[k].role is None for k, _ in granted)
     assert public == [
         ("GET", "/docs"),

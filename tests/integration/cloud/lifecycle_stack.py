@@ -311,7 +311,11 @@ def deployed_stack(extra: dict[str, str] | None = None) -> Iterator[LifecycleSta
     fixture gives), for a module-scoped fixture: the deployment takes seconds."""
     from moto import mock_aws
 
-    with pytest.MonkeyPatch.context() as monkeypatch:
+    monkeypatch = pytest.MonkeyPatch()
+    # os.environ is the process's: changed under the lock invocations hold while they run
+    # with their function's environment (an execution of an earlier module may still be
+    # finishing a step in moto's threads).
+    with _LOCK:
         for name in list(os.environ):
             if name.startswith("AIOS_") or name in {"AWS_PROFILE", "AWS_ENDPOINT_URL"}:
                 monkeypatch.delenv(name, raising=False)
@@ -325,5 +329,25 @@ def deployed_stack(extra: dict[str, str] | None = None) -> Iterator[LifecycleSta
             "POWERTOOLS_TRACE_DISABLED": "true",
         }.items():
             monkeypatch.setenv(name, value)
+    try:
         with mock_aws(config=MOTO_CONFIG):
-            yield lifecycle_stack(monkeypatch, extra)
+            stack = lifecycle_stack(monkeypatch, extra)
+            try:
+                yield stack
+            finally:
+                _stop_executions()
+    finally:
+        with _LOCK:
+            monkeypatch.undo()
+
+
+def _stop_executions() -> None:
+    """Stop the executions still running (a lifecycle awaiting Stop, say), so none of this
+    stack's steps runs once the next module has its own."""
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    for machine in sfn.list_state_machines()["stateMachines"]:
+        running = sfn.list_executions(
+            stateMachineArn=machine["stateMachineArn"], statusFilter="RUNNING"
+        )["executions"]
+        for execution in running:
+            sfn.stop_execution(executionArn=execution["executionArn"], cause="end of tests")

@@ -246,3 +246,49 @@ def test_a_store_failure_fails_the_invocation_for_the_dead_letter_queue(
         ingest(deployment, TopicKind.HEARTBEAT, event)
     assert type(raised.value).__name__ == "IngestFailed"
     assert idempotency_records(deployment) == []
+
+
+def nested(depth: int, leaf: Any) -> Any:
+    value = leaf
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+def test_deep_or_large_messages_are_refused_not_raised(
+    deployment: Deployment,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A heartbeat with a field nested 900 levels deep (under 2 KB) or larger than a message
+    may be: refused before the idempotency layer (whose deep copy would raise
+    RecursionError: a failed invocation, retries, the dead letter queue), logged without
+    its values, counted, and not remembered as processed."""
+    caplog.set_level(logging.INFO)
+    secret = "hunter2-Secr3t-value"
+    event = rule_event(TopicKind.HEARTBEAT, Heartbeat(message_id="hb-deep", time=now()))
+    deep = {**event, "extra": nested(900, {"password": secret})}
+    assert len(json.dumps(deep)) < 8000
+    out = ingest(deployment, TopicKind.HEARTBEAT, deep)
+    assert (out["reason"], out["accepted"], out["device_id"]) == ("invalid", False, DEVICE)
+    assert "901 levels deep" in out["detail"]
+    # the deepest a message may nest still reaches the validation (which refuses it)
+    from aios.api.body import MAX_BODY_DEPTH
+
+    limit = {**event, "message_id": "hb-limit", "extra": nested(MAX_BODY_DEPTH - 1, 1)}
+    assert ingest(deployment, TopicKind.HEARTBEAT, limit)["reason"] == "invalid"
+    large = {**event, "message_id": "hb-large", "extra": secret * 10_000}
+    out = ingest(deployment, TopicKind.HEARTBEAT, large)
+    assert (out["reason"], out["accepted"]) == ("too_large", False)
+
+    device = deployment.services().store.devices.get(DEVICE)
+    assert device is not None and device.last_seen is None
+    keys = {item["id"]["S"] for item in idempotency_records(deployment)}
+    assert not any("hb-deep" in key or "hb-large" in key for key in keys)
+    refusals = [r for r in caplog.records if r.getMessage() == "message not stored"]
+    assert sorted(r.reason for r in refusals) == ["invalid", "invalid", "too_large"]  # type: ignore[attr-defined]
+    for record in caplog.records:
+        assert secret not in record.getMessage() and secret not in repr(vars(record))
+    printed = capsys.readouterr()
+    assert secret not in printed.out + printed.err
+    assert sum("RefusedMessages" in line for line in printed.out.splitlines()) == 3

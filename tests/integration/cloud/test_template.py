@@ -98,6 +98,7 @@ PUBLIC_ROUTES = {
     ("POST", "/api/v1/auth/refresh"),
     ("POST", "/api/v1/auth/logout"),
     ("PUT", "/api/v1/runs/{run_id}/media/{kind}/{name}"),
+    ("POST", "/api/v1/webhooks/{target_id}/{hook}"),
     ("GET", "/docs"),
     ("GET", "/openapi.json"),
 }

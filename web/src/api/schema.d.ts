@@ -466,6 +466,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/webhooks/{target_id}/{hook}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Deliver a JSON body to a webhook input of a pipeline's active run
+         * @description For other systems, not users: no access token, the webhook's shared secret instead ('X-AIOS-Signature: sha256=<hex HMAC-SHA256 of the raw body>', or the secret in 'X-AIOS-Token', as the node's 'Secret check' says). The body is a JSON object of at most the node's 'Largest body' bytes. 'Idempotency-Key' (or the body's 'event_id') makes a retried delivery a duplicate. 202: the event was taken (an execution of the run's event tier started). 501: this server's runs take webhooks on their own address (the node's host, port and path).
+         */
+        post: operations["deliver_webhook_api_v1_webhooks__target_id___hook__post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/auth/login": {
         parameters: {
             query?: never;
@@ -2510,6 +2530,34 @@ export interface components {
             /** Issues */
             issues?: components["schemas"]["PipelineIssueOut"][];
         };
+        /**
+         * WebhookAccepted
+         * @description The answer to an accepted delivery.
+         */
+        WebhookAccepted: {
+            /**
+             * Accepted
+             * @description Always true: the body was taken.
+             * @default true
+             */
+            accepted: boolean;
+            /**
+             * Event Id
+             * @description The event's id (stable for a given idempotency key).
+             */
+            event_id: string;
+            /**
+             * Execution Id
+             * @description The execution that processes the event (none for a duplicate).
+             */
+            execution_id?: string | null;
+            /**
+             * Duplicate
+             * @description The idempotency key was seen recently: nothing new was done.
+             * @default false
+             */
+            duplicate: boolean;
+        };
     };
     responses: never;
     parameters: never;
@@ -2559,7 +2607,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2681,7 +2729,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2837,7 +2885,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2974,7 +3022,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3096,7 +3144,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3252,7 +3300,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3394,7 +3442,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3514,7 +3562,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3634,7 +3682,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3759,7 +3807,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3873,7 +3921,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description This process cannot reach devices or start runs. */
+            /** @description This process cannot reach devices or start runs (on a webhook: its secret is not set, or the run cannot take events yet; retry). */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3934,7 +3982,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4029,7 +4077,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description This process cannot reach devices or start runs. */
+            /** @description This process cannot reach devices or start runs (on a webhook: its secret is not set, or the run cannot take events yet; retry). */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4095,7 +4143,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4213,7 +4261,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4330,7 +4378,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4466,7 +4514,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4608,7 +4656,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4665,7 +4713,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description The file is too large to be served or uploaded through the API (media_too_large). */
+            /** @description The file is too large to be served or uploaded through the API (media_too_large), or a webhook's body is larger than its node accepts (body_too_large). */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -4749,7 +4797,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4825,7 +4873,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description The file is too large to be served or uploaded through the API (media_too_large). */
+            /** @description The file is too large to be served or uploaded through the API (media_too_large), or a webhook's body is larger than its node accepts (body_too_large). */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -4924,7 +4972,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5046,7 +5094,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5202,7 +5250,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5343,7 +5391,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5457,7 +5505,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description This process cannot reach devices or start runs. */
+            /** @description This process cannot reach devices or start runs (on a webhook: its secret is not set, or the run cannot take events yet; retry). */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -5523,7 +5571,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5642,7 +5690,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5769,7 +5817,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5897,7 +5945,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6019,7 +6067,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6180,7 +6228,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6302,7 +6350,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6457,7 +6505,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6598,7 +6646,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6731,7 +6779,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description This process cannot reach devices or start runs. */
+            /** @description This process cannot reach devices or start runs (on a webhook: its secret is not set, or the run cannot take events yet; retry). */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -6813,7 +6861,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6927,7 +6975,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description This process cannot reach devices or start runs. */
+            /** @description This process cannot reach devices or start runs (on a webhook: its secret is not set, or the run cannot take events yet; retry). */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -7010,7 +7058,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -7124,7 +7172,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description This process cannot reach devices or start runs. */
+            /** @description This process cannot reach devices or start runs (on a webhook: its secret is not set, or the run cannot take events yet; retry). */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -7208,7 +7256,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -7364,7 +7412,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -7461,6 +7509,183 @@ export interface operations {
             };
         };
     };
+    deliver_webhook_api_v1_webhooks__target_id___hook__post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The pipeline whose active run takes the event (or that run's id). */
+                target_id: string;
+                /** @description The webhook's name, as in the node's path '/hooks/<name>' (or the node's id). */
+                hook: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookAccepted"];
+                };
+            };
+            /** @description The Host header is not allowed (host_not_allowed), or the body is not UTF-8 JSON text (invalid_json). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description The record (or route) does not exist. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description The file is too large to be served or uploaded through the API (media_too_large), or a webhook's body is larger than its node accepts (body_too_large). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description The request has a body not sent as 'Content-Type: application/json' (on an upload: the body is not a file of the kind named). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description Invalid request (validation_error): the details name each field by path — unknown query parameters, a body where none is read, and JSON nested too deeply included. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description This server does not hand webhook deliveries to runs (its runs listen on their own webhook servers). */
+            501: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+            /** @description This process cannot reach devices or start runs (on a webhook: its secret is not set, or the run cannot take events yet; retry). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @description Stable machine-readable code. */
+                            code: string;
+                            /** @description What went wrong, what to do. */
+                            message: string;
+                            /** @description Field problems ({field, message, type}; field paths such as body.location.lat) or pipeline issues. */
+                            details: Record<string, never>[];
+                            request_id?: string;
+                        };
+                    };
+                };
+            };
+        };
+    };
     login_api_v1_auth_login_post: {
         parameters: {
             query?: never;
@@ -7502,7 +7727,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -7640,7 +7865,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -7759,7 +7984,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -7874,7 +8099,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -7974,7 +8199,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -8113,7 +8338,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -8213,7 +8438,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -8354,7 +8579,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -8454,7 +8679,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -8594,7 +8819,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -8726,7 +8951,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -8828,7 +9053,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -8934,7 +9159,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -9040,7 +9265,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -9138,7 +9363,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -9234,7 +9459,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -9334,7 +9559,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -9475,7 +9700,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -9576,7 +9801,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -9672,7 +9897,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -9772,7 +9997,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -9890,7 +10115,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -9990,7 +10215,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -10124,7 +10349,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -10224,7 +10449,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -10338,7 +10563,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description This process cannot reach devices or start runs. */
+            /** @description This process cannot reach devices or start runs (on a webhook: its secret is not set, or the run cannot take events yet; retry). */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -10415,7 +10640,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -10549,7 +10774,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -10652,7 +10877,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant). */
+            /** @description No valid access token (or, at sign-in, wrong credentials; on an upload, no valid upload grant; on a webhook, the shared secret not proven). */
             401: {
                 headers: {
                     [name: string]: unknown;
