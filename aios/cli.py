@@ -439,10 +439,23 @@ def first_admin_command(
     The password is generated and shown once (only its hash is stored): sign in with it and
     change it in Profile. Exit 1 when the store has accounts already (nothing is changed).
     """
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+
     from aios.api.auth import FIRST_ADMIN_USERNAME, ensure_first_admin
     from aios.config import Settings
     from aios.services import Services
     from aios.store.factory import DatabaseUrlError, open_store
+    from aios.store.port import StoreError
+
+    def aws_setup_error(err: Exception) -> str:
+        if isinstance(err, NoRegionError):
+            return "error: no AWS region: set AWS_REGION (the region of the deployed stack)"
+        if isinstance(err, NoCredentialsError):
+            return (
+                "error: no AWS credentials: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, for the account of the deployed stack"
+            )
+        return f"error: AWS configuration: {err}; check AWS_PROFILE and AWS_REGION"
 
     try:
         settings = Settings(database_url=database_url) if database_url else Settings()
@@ -450,8 +463,29 @@ def first_admin_command(
     except DatabaseUrlError as err:
         _err(str(err))
         raise typer.Exit(EXIT_INVALID) from err
+    except BotoCoreError as err:  # no region, an unknown AWS_PROFILE…
+        _err(aws_setup_error(err))
+        raise typer.Exit(EXIT_FAILED) from err
     try:
         password = ensure_first_admin(Services(store=store, settings=settings))
+    except (StoreError, ClientError, BotoCoreError) as err:
+        where = settings.database_url or "the store"
+        if isinstance(err, (NoRegionError, NoCredentialsError)):
+            message = aws_setup_error(err)
+        elif "ResourceNotFoundException" in str(err):
+            table = where.removeprefix("dynamodb://")
+            message = (
+                f"error: DynamoDB table {table!r} does not exist in this account and region: "
+                "pass the deployed stack's DataTable name (--database-url dynamodb://TABLE) "
+                "and check AWS_REGION"
+            )
+        else:
+            message = (
+                f"error: cannot create the account in {where}: {err}; check the table name, "
+                "AWS_REGION and that the credentials may read and write the table"
+            )
+        _err(message)
+        raise typer.Exit(EXIT_FAILED) from err
     finally:
         store.close()
     if password is None:

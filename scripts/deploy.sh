@@ -28,6 +28,7 @@ SKIP_CONSOLE=0
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+usage_error() { printf 'error: %s (see --help)\n' "$*" >&2; exit 2; }
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -38,10 +39,15 @@ while [[ $# -gt 0 ]]; do
     --connector) CONNECTOR=${2:?--connector needs a value}; shift 2 ;;
     --camera) CAMERAS+=("${2:?--camera needs a value}"); shift 2 ;;
     --skip-console) SKIP_CONSOLE=1; shift ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) die "unknown option $1 (see --help)" ;;
+    # the comment block at the top of this file, without its '#'
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
+    *) usage_error "unknown option $1" ;;
   esac
 done
+# ${CAMERAS[@]+...}: an empty array is "unbound" under set -u before bash 4.4
+if [[ -n ${CAMERAS[*]+x} && -z $CONNECTOR ]]; then
+  usage_error "--camera needs --connector ID (the connector the cameras are behind)"
+fi
 [[ $STAGE =~ ^[a-z][a-z0-9]{0,11}$ ]] || die "--stage must be lower-case letters and digits (≤ 12)"
 [[ $PREFIX =~ ^[a-z][a-z0-9]{0,11}$ ]] || die "--name-prefix must be lower-case letters and digits (≤ 12)"
 STACK="$PREFIX-$STAGE"
@@ -139,7 +145,7 @@ if [[ -n $CONNECTOR ]]; then
     --policy-name "$POLICY_NAME" --role-alias "$ROLE_ALIAS"
     --stage "$STAGE" --name-prefix "$PREFIX")
   [[ -n ${AWS_REGION:-} ]] && args+=(--region "$AWS_REGION")
-  for camera in "${CAMERAS[@]}"; do args+=(--camera "$camera"); done
+  for camera in ${CAMERAS[@]+"${CAMERAS[@]}"}; do args+=(--camera "$camera"); done
   .venv/bin/aios cloud "${args[@]}"
 fi
 

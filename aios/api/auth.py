@@ -366,8 +366,10 @@ class Authenticator:
         """Rotate a refresh token: the presented one is spent, a new pair is issued.
 
         Raises:
-            AuthFailed: unknown or expired token, user gone or disabled, or reuse of a
-                spent token (``reuse_detected``: the whole family is revoked).
+            AuthFailed: unknown or expired token, user gone or disabled (a revoked token of
+                a deleted or disabled user: ``unknown_user`` or ``disabled``, logged at
+                INFO), or reuse of a spent token (``reuse_detected``: the whole family is
+                revoked, logged as a WARNING).
         """
         tokens = self._services.store.refresh_tokens
         record = tokens.get_by_hash(hash_token(refresh_token))
@@ -375,6 +377,13 @@ class Authenticator:
             raise AuthFailed("invalid_token")
         now = self._now()
         if record.revoked_at is not None or record.replaced_by is not None:
+            owner = self._services.store.users.get(record.user_id)
+            if owner is None or owner.disabled:
+                # Deleting or disabling a user revokes its tokens: not a sign of theft.
+                state = "deleted" if owner is None else "disabled"
+                tokens.revoke_family(record.family_id, at=now)
+                log.info("refresh token refused: user %s is %s", record.user_id, state)
+                raise AuthFailed("unknown_user" if owner is None else "disabled")
             revoked = tokens.revoke_family(record.family_id, at=now)
             log.warning(
                 "refresh token reuse for user %s: family revoked (%d live)",

@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from aios.cloud.iot_policy import PolicyError, check, load_template, render_policy
-from aios.cloud.provisioning import ProvisioningError, provision_connector
+from aios.cloud.provisioning import ProvisioningError, check_thing_name, provision_connector
 
 EXIT_DENIED = 1
 EXIT_ERROR = 2
@@ -96,10 +96,12 @@ def provision_connector_command(  # noqa: PLR0917 - typer options
     for line in result.created or ["nothing to change: everything was in place"]:
         typer.echo(f"  {line}")
     for name in result.streams:
-        typer.echo(f"  stream {name}")
+        if f"stream {name}" not in result.created:  # created ones are listed above
+            typer.echo(f"  stream {name}")
     for note in result.notes:
         typer.echo(f"  note: {note}")
-    typer.echo(f"  start it with: aios-connector run {result.config_path}")
+    typer.echo(f"  check it with: aios-connector check --config {result.config_path}")
+    typer.echo(f"  start it with: aios-connector --config {result.config_path}")
 
 
 @app.command("check-policy")
@@ -123,6 +125,11 @@ def check_policy_command(  # noqa: PLR0917 - typer options
     role_alias: Annotated[str, typer.Option("--role-alias")] = "aios-dev-kvs",
 ) -> None:
     """Evaluate one MQTT request of a connector against the IoT policy (offline)."""
+    try:
+        check_thing_name(thing)
+    except ProvisioningError as err:
+        typer.echo(f"error: --thing {err}", err=True)
+        raise typer.Exit(EXIT_ERROR) from err
     try:
         document = render_policy(
             region=region,

@@ -12,8 +12,9 @@ can be run again at any time (idempotent: what exists is reused, nothing is dupl
    attached to it and it attached to the thing. The private key exists only in the output
    folder (mode 0600): a thing that already has a certificate whose key is not there is an
    error, unless ``new_certificate`` issues another one;
-4. optionally a **Kinesis video stream** per camera (``<name_prefix>-<stage>-<camera>``,
-   :func:`aios.cloud.kvs_media.kvs_stream_name`), tagged ``aios:connector=<thing>``;
+4. optionally a **Kinesis video stream** per camera (named by
+   :func:`aios.cloud.kvs_media.kvs_stream_name` from the name prefix, stage, connector and
+   camera), tagged ``aios:connector=<thing>``;
 5. the files of the connector, in the output folder: ``<thing>.cert.pem``,
    ``<thing>.private.key``, ``<thing>.cert.json`` (certificate id and ARN),
    ``AmazonRootCA1.pem`` (Amazon Trust Services' root, which signs IoT Core's ATS
@@ -23,7 +24,9 @@ can be run again at any time (idempotent: what exists is reused, nothing is dupl
    upload when cameras are given. An existing ``connector.yaml`` keeps everything else
    (cameras, PLCs…); cameras given that it lists get ``kvs_upload: true``.
 
-Errors (:class:`ProvisioningError`) name the AWS operation, its error code and what to do.
+Everything that can be checked is checked before AWS is changed (names, the output folder,
+the thing's stage, the policy, the role alias, the key of an existing certificate). Errors
+(:class:`ProvisioningError`) say what to change, and for AWS the operation and error code.
 """
 
 from __future__ import annotations
@@ -87,9 +90,15 @@ class ProvisionResult:
 
 def _clients(region: str | None) -> tuple[Any, Any, Any]:
     import boto3
+    from botocore.exceptions import BotoCoreError, NoRegionError
 
-    session = boto3.session.Session(region_name=region)
-    return session.client("iot"), session.client("kinesisvideo"), session.client("sts")
+    try:
+        session = boto3.session.Session(region_name=region)
+        return session.client("iot"), session.client("kinesisvideo"), session.client("sts")
+    except NoRegionError as err:
+        raise ProvisioningError("no AWS region: set AWS_REGION or pass --region") from err
+    except BotoCoreError as err:
+        raise ProvisioningError(f"AWS configuration: {err}; check AWS_PROFILE") from err
 
 
 def _code(err: Exception) -> str:
@@ -161,7 +170,13 @@ def amazon_root_ca() -> str | None:
     return match.group(1) if match else None
 
 
-def _check_name(thing_name: str) -> None:
+def check_thing_name(thing_name: str) -> None:
+    """Refuse a name that is not both a connector id (:data:`aios.domain.DEVICE_ID_PATTERN`)
+    and an IoT thing name (:data:`THING_NAME_PATTERN`).
+
+    Raises:
+        ProvisioningError: the name, and which characters to use.
+    """
     if not re.fullmatch(THING_NAME_PATTERN, thing_name) or not re.fullmatch(
         DEVICE_ID_PATTERN, thing_name
     ):
@@ -170,6 +185,141 @@ def _check_name(thing_name: str) -> None:
             "128 of letters, digits, '_', '-' and ':' (no '.'), starting with a letter or a "
             "digit; the connector connects with its id as MQTT client id and thing name"
         )
+
+
+def _load_config(path: Path) -> dict[str, Any]:
+    """The mapping in an existing ``connector.yaml`` (empty when there is none)."""
+    import yaml
+
+    if not path.exists():
+        return {}
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise ProvisioningError(f"cannot read {path}: {err}") from err
+    except yaml.YAMLError as err:
+        raise ProvisioningError(f"{path} is not valid YAML: {err}") from err
+    if not isinstance(loaded, dict):
+        raise ProvisioningError(f"{path} is not a YAML mapping")
+    return loaded
+
+
+def _check_output_dir(folder: Path, thing: str) -> None:
+    """Refuse an output folder that cannot hold this connector's files: a file, under a
+    file, not writable, or holding another connector's ``connector.yaml``."""
+    if folder.exists() and not folder.is_dir():
+        raise ProvisioningError(
+            f"the output folder (--out) {folder} is a file: give a folder for the connector's "
+            "files (it is created if missing)"
+        )
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ProvisioningError(
+            f"the output folder (--out) {folder} cannot be made: {existing} is a file"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ProvisioningError(
+            f"cannot write into {existing}: give an output folder (--out) you may write to"
+        )
+    config = folder / CONFIG_FILE
+    if config.is_dir():
+        raise ProvisioningError(f"{config} is a folder: remove it or use another --out folder")
+    owner = dict(_load_config(config).get("connector") or {}).get("id")
+    if owner not in (None, thing):
+        raise ProvisioningError(
+            f"{config} is the configuration of connector {owner!r}, not {thing!r}: "
+            "provision into another folder (--out)"
+        )
+
+
+def _stream_names(thing: str, cameras: Sequence[str], *, name_prefix: str, stage: str) -> list[str]:
+    """The Kinesis video stream of each camera (:func:`aios.cloud.kvs_media.kvs_stream_name`);
+    ProvisioningError when one cannot be named."""
+    if not cameras:
+        return []
+    from aios.cloud.kvs_media import kvs_stream_name  # imports PyAV: only when needed
+
+    names = []
+    for camera in cameras:
+        try:
+            names.append(kvs_stream_name(name_prefix, stage, thing, camera))
+        except ValueError as err:
+            raise ProvisioningError(
+                f"camera {camera!r} cannot have a Kinesis video stream: {err}; use camera ids "
+                "of letters, digits, '_', '.' and '-' (and check --name-prefix and --stage)"
+            ) from err
+    return names
+
+
+def _key_elsewhere(thing: str, count: int, folder: Path) -> ProvisioningError:
+    return ProvisioningError(
+        f"thing {thing} already has {count} certificate(s), but the private key "
+        f"is not in {folder} ({thing}.private.key): copy the connector's files there, or pass "
+        "new_certificate (--new-certificate) to issue another certificate (then revoke "
+        "the old one)"
+    )
+
+
+def _has_certificate_files(folder: Path, thing: str) -> bool:
+    return all(
+        (folder / f"{thing}.{suffix}").exists()
+        for suffix in ("cert.json", "cert.pem", "private.key")
+    )
+
+
+def _policy_differs(iot: Any, name: str, document: dict[str, Any]) -> bool:
+    found = _missing(iot.get_policy, policyName=name)
+    return found is not None and json.loads(found["policyDocument"]) != document
+
+
+def _policy_conflict(name: str) -> ProvisioningError:
+    return ProvisioningError(
+        f"IoT policy {name} exists with another document (an older template, or another "
+        "account or role alias): pass update_policy (--update-policy) to make this one its "
+        "default version, or use another policy name"
+    )
+
+
+def _preflight(
+    iot: Any,
+    thing: str,
+    *,
+    stage: str,
+    policy_name: str,
+    document: dict[str, Any],
+    update_policy: bool,
+    role_alias: str | None,
+    folder: Path,
+    new_certificate: bool,
+) -> None:
+    """Read-only checks in AWS before anything is created: the thing is not another stage's,
+    the policy would not be replaced silently, the role alias exists (``None``: no video),
+    and a thing with a certificate has its key in the folder."""
+    found = _missing(iot.describe_thing, thingName=thing)
+    if found is not None:
+        other = (found.get("attributes") or {}).get("aios_stage")
+        if other not in (None, stage):
+            raise ProvisioningError(
+                f"thing {thing} belongs to stage {other!r} (its aios_stage attribute), not "
+                f"{stage!r}: two stages in one account must not share a connector id; give "
+                f"this connector another id, or pass --stage {other} to provision it for its "
+                "own stage"
+            )
+    if not update_policy and _policy_differs(iot, policy_name, document):
+        raise _policy_conflict(policy_name)
+    if role_alias is not None and _missing(iot.describe_role_alias, roleAlias=role_alias) is None:
+        raise ProvisioningError(
+            f"IoT role alias {role_alias} does not exist: deploy the stack (it creates the "
+            "video upload role alias) or pass the right --role-alias"
+        )
+    if found is not None and not new_certificate and not _has_certificate_files(folder, thing):
+        principals = _call("ListThingPrincipals", iot.list_thing_principals, thingName=thing).get(
+            "principals", []
+        )
+        if principals:
+            raise _key_elsewhere(thing, len(principals), folder)
 
 
 def _ensure_thing(
@@ -209,11 +359,7 @@ def _ensure_policy(
     if json.loads(found["policyDocument"]) == document:
         return
     if not update:
-        raise ProvisioningError(
-            f"IoT policy {name} exists with another document (an older template, or another "
-            "account or role alias): pass update_policy (--update-policy) to make this one its "
-            "default version, or use another policy name"
-        )
+        raise _policy_conflict(name)
     versions = _call("ListPolicyVersions", iot.list_policy_versions, policyName=name)
     old = [v for v in versions.get("policyVersions", []) if not v.get("isDefaultVersion")]
     if len(versions.get("policyVersions", [])) >= MAX_POLICY_VERSIONS and old:
@@ -250,7 +396,7 @@ def _ensure_certificate(
         "principals", []
     )
     cert_id = cert_arn = None
-    if record_file.exists() and cert_file.exists() and key_file.exists() and not new_certificate:
+    if _has_certificate_files(folder, thing) and not new_certificate:
         try:
             record = json.loads(record_file.read_text(encoding="utf-8"))
             cert_id, cert_arn = str(record["certificateId"]), str(record["certificateArn"])
@@ -264,12 +410,7 @@ def _ensure_certificate(
                 "new_certificate (--new-certificate) to issue another one"
             )
     elif principals and not new_certificate:
-        raise ProvisioningError(
-            f"thing {thing} already has {len(principals)} certificate(s), but the private key "
-            f"is not in {folder} ({key_file.name}): copy the connector's files there, or pass "
-            "new_certificate (--new-certificate) to issue another certificate (then revoke "
-            "the old one)"
-        )
+        raise _key_elsewhere(thing, len(principals), folder)
     else:
         made = _call("CreateKeysAndCertificate", iot.create_keys_and_certificate, setAsActive=True)
         cert_id, cert_arn = str(made["certificateId"]), str(made["certificateArn"])
@@ -296,17 +437,13 @@ def _ensure_certificate(
 def _ensure_streams(
     kvs: Any,
     thing: str,
-    cameras: Sequence[str],
+    streams: Mapping[str, str],
     *,
-    name_prefix: str,
-    stage: str,
     retention_hours: int,
     result: ProvisionResult,
 ) -> None:
-    from aios.cloud.kvs_media import kvs_stream_name  # imports PyAV: only when needed
-
-    for camera in cameras:
-        name = kvs_stream_name(name_prefix, stage, thing, camera)
+    """Create the missing streams of ``streams`` (camera id → stream name)."""
+    for camera, name in streams.items():
         result.streams.append(name)
         if _missing(kvs.describe_stream, StreamName=name) is not None:
             continue
@@ -333,15 +470,7 @@ def _connector_config(
 ) -> None:
     import yaml
 
-    data: dict[str, Any] = {}
-    if path.exists():
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as err:
-            raise ProvisioningError(f"{path} is not valid YAML: {err}") from err
-        if not isinstance(loaded, dict):
-            raise ProvisioningError(f"{path} is not a YAML mapping")
-        data = loaded
+    data = _load_config(path)
     connector = dict(data.get("connector") or {})
     if connector.get("id") not in (None, thing):
         raise ProvisioningError(
@@ -418,21 +547,49 @@ def provision_connector(
         region: the AWS region (default: the environment's).
         clients: ``(iot, kinesisvideo, sts)`` boto3 clients (default: made for ``region``).
 
+    Inputs are checked before AWS is changed: the names (thing, every camera's stream),
+    the output folder (a folder, writable, not another connector's), then in AWS by reads
+    only: the thing is not another stage's (attribute ``aios_stage``), the policy, the role
+    alias (with cameras) and the key of an existing certificate.
+
     Raises:
-        ProvisioningError: an invalid name, a refused AWS call (operation, code, message),
-            a certificate whose key is not at hand, a policy that differs, or a
-            configuration that would not validate.
+        ProvisioningError: an invalid name, an unusable output folder, a thing of another
+            stage, a refused AWS call (operation, code, message), a certificate whose key is
+            not at hand, a policy that differs, or a configuration that would not validate.
     """
-    _check_name(thing_name)
+    check_thing_name(thing_name)
     if not 0 <= retention_hours <= 87_600:
         raise ProvisioningError("retention_hours must be 0..87600 (10 years)")
+    output_dir = Path(output_dir).expanduser()
+    _check_output_dir(output_dir, thing_name)
+    streams = dict(
+        zip(
+            cameras,
+            _stream_names(thing_name, cameras, name_prefix=name_prefix, stage=stage),
+            strict=True,
+        )
+    )
     iot, kvs, sts = clients or _clients(region)
     region = region or iot.meta.region_name
     if not region:
         raise ProvisioningError("no AWS region: set AWS_REGION or pass --region")
-    output_dir = Path(output_dir).expanduser()
-    output_dir.mkdir(parents=True, exist_ok=True)
     account = str(_call("GetCallerIdentity", sts.get_caller_identity)["Account"])
+    document = render_policy(region=region, account=account, role_alias=role_alias)
+    _preflight(
+        iot,
+        thing_name,
+        stage=stage,
+        policy_name=policy_name,
+        document=document,
+        update_policy=update_policy,
+        role_alias=role_alias if cameras else None,
+        folder=output_dir,
+        new_certificate=new_certificate,
+    )
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ProvisioningError(f"cannot make the output folder {output_dir}: {err}") from err
     result = ProvisionResult(
         thing_name=thing_name,
         thing_arn="",
@@ -445,7 +602,6 @@ def provision_connector(
     )
     attrs = {"aios_kind": "connector", "aios_stage": stage, **(attributes or {})}
     result.thing_arn = _ensure_thing(iot, thing_name, attrs, result)
-    document = render_policy(region=region, account=account, role_alias=role_alias)
     _ensure_policy(iot, policy_name, document, update_policy, result)
     result.certificate_id, result.certificate_arn = _ensure_certificate(
         iot,
@@ -462,11 +618,6 @@ def provision_connector(
     )
     kvs_section: dict[str, Any] | None = None
     if cameras:
-        if _missing(iot.describe_role_alias, roleAlias=role_alias) is None:
-            raise ProvisioningError(
-                f"IoT role alias {role_alias} does not exist: deploy the stack (it creates the "
-                "video upload role alias) or pass the right --role-alias"
-            )
         result.credentials_endpoint = str(
             _call(
                 "DescribeEndpoint",
@@ -474,15 +625,7 @@ def provision_connector(
                 endpointType=CREDENTIALS_ENDPOINT_TYPE,
             )["endpointAddress"]
         )
-        _ensure_streams(
-            kvs,
-            thing_name,
-            cameras,
-            name_prefix=name_prefix,
-            stage=stage,
-            retention_hours=retention_hours,
-            result=result,
-        )
+        _ensure_streams(kvs, thing_name, streams, retention_hours=retention_hours, result=result)
         kvs_section = {
             "region": region,
             "name_prefix": name_prefix,

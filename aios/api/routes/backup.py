@@ -44,6 +44,7 @@ from aios.api.models import (
     RestoreOut,
 )
 from aios.api.permissions import API_PREFIX
+from aios.api.routes.pipelines import document_size_problem
 from aios.domain import AlertRule, Device, JsonObject, PipelineRecord, User
 from aios.fleet.service import FLEET_SETTINGS_KEY, UPDATABLE_FIELDS, FleetService
 
@@ -261,9 +262,16 @@ def register(app: ApiResolver) -> None:
                 continue
             documents: list[dict[str, Any]] = []
             for j, document in enumerate(revisions):
-                parsed = check(PipelineDocumentIn, document, f"body.pipelines.{i}.revisions.{j}")
-                if parsed is not None:
-                    documents.append(parsed.model_dump(mode="json", by_alias=True))
+                where = f"body.pipelines.{i}.revisions.{j}"
+                parsed = check(PipelineDocumentIn, document, where)
+                if parsed is None:
+                    continue
+                dumped = parsed.model_dump(mode="json", by_alias=True)
+                too_large = document_size_problem(dumped)
+                if too_large is not None:
+                    problem(where, too_large)
+                    continue
+                documents.append(dumped)
             if head is None or len(documents) != len(revisions):
                 continue
             if head.id in pipeline_ids:

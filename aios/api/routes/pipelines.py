@@ -8,10 +8,13 @@ by ``POST …/validate``, and block ``POST …/execute`` (422 ``pipeline_invalid
 issue with its node id and field path). A saved document nests at most
 :data:`aios.domain.MAX_JSON_DEPTH` levels in all (see
 :class:`~aios.api.models.PipelineDocumentIn`); a deeper one is a 422 and nothing is saved.
+A saved document is at most :data:`MAX_DOCUMENT_BYTES` (compact UTF-8 JSON) with every
+store; a larger one is a 422 (``body``, type ``too_large``) and nothing is saved.
 """
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
@@ -33,7 +36,7 @@ from aios.api.routes._common import DEFAULT_LIMIT, Cursor, Limit, listed, requir
 from aios.domain import JsonObject, PipelineRecord, PipelineRevision, Run
 from aios.pipeline.document import PipelineDocument
 from aios.pipeline.validation import PipelineInvalid, validate_pipeline
-from aios.runs.edge import placement_problems
+from aios.runs.edge import fleet_plcs, placement_problems
 from aios.runs.service import PipelineRuns
 from aios.services import Services
 
@@ -44,12 +47,47 @@ PipelineId = Annotated[str, Path(max_length=128, description="The pipeline's id.
 RunId = Annotated[str, Path(max_length=128, description="The run's id.")]
 Revision = Annotated[int, Path(ge=1, le=2**31, description="Revision number, from 1.")]
 
+STORE_ITEM_BYTES = 400 * 1024
+"""DynamoDB's largest item, 400 KB (DynamoDB developer guide, "Service, account, and table
+quotas": item size); a pipeline revision is one item."""
+
+MAX_DOCUMENT_BYTES = 350 * 1024
+"""Largest pipeline document saved, measured as compact UTF-8 JSON: under
+:data:`STORE_ITEM_BYTES`, with room for the revision's other attributes and for DynamoDB's
+encoding of the document (map keys, numbers). The same limit with every store."""
+
+
+def document_size_problem(document: dict[str, Any]) -> str | None:
+    """What is wrong with the size of ``document`` (``None``: it fits
+    :data:`MAX_DOCUMENT_BYTES`, measured as compact UTF-8 JSON)."""
+    size = len(json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode())
+    if size <= MAX_DOCUMENT_BYTES:
+        return None
+    return (
+        f"the pipeline document is {-(-size // 1024)} KB; the store keeps at most "
+        f"{STORE_ITEM_BYTES // 1024} KB per revision, {MAX_DOCUMENT_BYTES // 1024} KB of "
+        "it for the document: split it into smaller pipelines, or shorten large node settings"
+    )
+
+
+def check_document_size(document: dict[str, Any], field: str = "body") -> None:
+    """Refuse a document larger than :data:`MAX_DOCUMENT_BYTES`.
+
+    Raises:
+        Unprocessable: 422 on ``field`` (the document's place in the request body), type
+            ``too_large``, saying the size in KB and what to do.
+    """
+    problem = document_size_problem(document)
+    if problem is not None:
+        raise Unprocessable.field(field, problem, type_="too_large")
+
 
 def validation_of(document: Any, services: Services | None = None) -> ValidationResult:
     """Validate a document against the catalog; every problem, located. With ``services``,
     also against the fleet: each fleet camera node must name a registered camera behind a
-    connector (what Play needs), reported on the node's ``config.device_id`` with code
-    ``fleet_camera``."""
+    connector, and each PLC write node with a ``device_id`` a registered PLC behind one
+    (what Play needs), reported on the node's ``config.device_id`` with code
+    ``fleet_camera`` / ``fleet_plc``."""
     from aios.nodes import CATALOG
 
     try:
@@ -61,9 +99,10 @@ def validation_of(document: Any, services: Services | None = None) -> Validation
     if services is None:
         return ValidationResult(valid=True)
     _sources, problems = placement_problems(services, validated)
+    plcs = fleet_plcs(validated)
     issues = [
         PipelineIssueOut(
-            code="fleet_camera",
+            code="fleet_plc" if node_id in plcs else "fleet_camera",
             message=message,
             node_id=node_id,
             path=["config", "device_id"] if node_id else [],
@@ -102,8 +141,10 @@ def register(app: ApiResolver) -> None:
             active_run_id=active_run_id(record.id),
         )
 
-    def stored_document(document: PipelineDocument) -> dict[str, Any]:
-        return document.model_dump(mode="json", by_alias=True)
+    def stored_document(document: PipelineDocument, field: str = "body") -> dict[str, Any]:
+        stored = document.model_dump(mode="json", by_alias=True)
+        check_document_size(stored, field)
+        return stored
 
     @app.get(f"{API_PREFIX}/pipelines", tags=["pipelines"], summary="List pipelines (by id)")
     def list_pipelines(
@@ -179,7 +220,7 @@ def register(app: ApiResolver) -> None:
             )
         updated = store.pipelines.add_revision(
             pipeline_id,
-            stored_document(body.document),
+            stored_document(body.document, "body.document"),
             expected_revision=body.expected_revision,
             name=body.document.name,
             description=body.document.description,

@@ -118,3 +118,36 @@ def test_dynamodb_first_admin_on_the_template_table(moto_server: str) -> None:
     items = client.scan(TableName="aios-test-data")["Items"]
     usernames = {i["username"]["S"] for i in items if i.get("entity", {}).get("S") == "user"}
     assert usernames == {"admin"}
+
+
+def test_missing_table_and_missing_credentials_say_what_to_set(
+    moto_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {
+        "AWS_ENDPOINT_URL": moto_server,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+    missing = first_admin("dynamodb://missing-table", env)
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("error: DynamoDB table 'missing-table' does not exist")
+    assert len(missing.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in missing.stderr and missing.stdout == ""
+
+    # no credentials anywhere: no keys, no profile files, no instance metadata
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    no_credentials = {
+        "AWS_ENDPOINT_URL": moto_server,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    anonymous = first_admin("dynamodb://aios-test-data", no_credentials)
+    assert anonymous.returncode == 1
+    assert anonymous.stderr.startswith("error: no AWS credentials: set AWS_PROFILE")
+    assert len(anonymous.stderr.strip().splitlines()) == 1
+    assert anonymous.stdout == ""

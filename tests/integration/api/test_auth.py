@@ -218,6 +218,29 @@ def test_disabled_or_deleted_user_token_stops_working(
     assert login(api, "vera", PASSWORD).status == 401
 
 
+def test_refresh_token_of_a_deleted_user_is_not_reported_as_theft(
+    api: ApiClient,
+    admin: Account,
+    viewer: Account,
+    store: SqliteStore,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Deleting a user revokes its tokens; presenting one afterwards is a 401 logged at
+    INFO with the real reason (the user is gone), not a WARNING about token reuse."""
+    caplog.set_level(logging.INFO, logger="aios.api.auth")
+    res = api.delete(f"/api/v1/users/{viewer.user.id}", token=admin.token)
+    assert res.status == 204, res.text
+    refused = api.post(REFRESH, {"refresh_token": viewer.refresh_token})
+    assert refused.status == 401 and refused.error["code"] == "invalid_refresh_token"
+    records = [r for r in caplog.records if r.name == "aios.api.auth"]
+    assert not [r for r in records if r.levelno >= logging.WARNING], records
+    assert [(r.levelno, r.getMessage()) for r in records] == [
+        (logging.INFO, f"refresh token refused: user {viewer.user.id} is deleted")
+    ]
+    outcomes = [e.outcome for e in store.audit.list(target_type="user").items]
+    assert "reuse_detected" not in outcomes
+
+
 def test_role_change_applies_at_once(api: ApiClient, admin: Account, viewer: Account) -> None:
     """A promoted viewer may write with the token it already has."""
     body = {"id": "cam-1", "name": "Gate", "kind": "camera"}

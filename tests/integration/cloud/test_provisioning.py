@@ -88,9 +88,9 @@ def test_provisioning_creates_thing_certificate_policy_streams_and_config(
     attached = iot.list_attached_policies(target=result.certificate_arn)["policies"]
     assert [p["policyName"] for p in attached] == [POLICY]
     assert iot.list_thing_principals(thingName="site1-gw")["principals"] == [result.certificate_arn]
-    stream = boto3.client("kinesisvideo").describe_stream(StreamName="aios-test-site1-gw-cam-gate")
+    stream = boto3.client("kinesisvideo").describe_stream(StreamName="aios-test-site1-gw.cam-gate")
     assert stream["StreamInfo"]["MediaType"] == "video/h264"
-    assert result.streams == ["aios-test-site1-gw-cam-gate"]
+    assert result.streams == ["aios-test-site1-gw.cam-gate"]
 
     # the files: certificate, private key (0600), the Amazon root, the configuration
     assert (out / "site1-gw.cert.pem").read_text() == cert["certificatePem"]
@@ -214,3 +214,82 @@ def test_cli_provisions_and_checks_the_policy(role_alias: str, tmp_path: Path) -
     assert denied.exit_code == 1 and denied.output.startswith("DENY")
     bad = runner.invoke(cloud_app, [*base[:-1], "fly", "--target", "x"])
     assert bad.exit_code == 2
+
+
+def aws_is_untouched() -> None:
+    iot = boto3.client("iot")
+    assert iot.list_things()["things"] == []
+    assert iot.list_certificates()["certificates"] == []
+    assert boto3.client("kinesisvideo").list_streams()["StreamInfoList"] == []
+
+
+def refused(args: list[str]) -> str:
+    """Run the CLI, expect exit 2 and exactly one ``error:`` line; that line."""
+    result = CliRunner().invoke(cloud_app, args)
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def test_bad_inputs_are_refused_before_aws_is_changed(role_alias: str, tmp_path: Path) -> None:
+    base = ["provision-connector", "site1-gw", "--policy-name", POLICY, "--role-alias", ALIAS]
+    base += ["--stage", "test"]
+    # a folder of another connector: nothing created, no key written into it
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "connector.yaml").write_text("connector: {id: site2-gw}\n")
+    line = refused([*base, "--out", str(other), "--camera", "cam-gate"])
+    assert "connector 'site2-gw', not 'site1-gw'" in line and "another folder" in line
+    assert sorted(p.name for p in other.iterdir()) == ["connector.yaml"]
+    aws_is_untouched()
+    # a camera id that cannot name a stream
+    line = refused([*base, "--out", str(tmp_path / "gw"), "--camera", "cam/1"])
+    assert "camera 'cam/1'" in line
+    aws_is_untouched()
+    # --out is a file, or under one
+    (tmp_path / "file").write_text("x")
+    assert "is a file" in refused([*base, "--out", str(tmp_path / "file")])
+    assert "is a file" in refused([*base, "--out", str(tmp_path / "file" / "gw")])
+    aws_is_untouched()
+    # a connector id with ':' cannot start its streams' names
+    colon = ["provision-connector", "site:gw", *base[2:], "--out", str(tmp_path / "gw")]
+    assert "':'" in refused([*colon, "--camera", "cam-gate"])
+    aws_is_untouched()
+    assert not (tmp_path / "gw").exists()
+
+
+def test_a_thing_of_another_stage_is_refused(role_alias: str, tmp_path: Path) -> None:
+    iot = boto3.client("iot")
+    attributes = {"aios_kind": "connector", "aios_stage": "prod"}
+    iot.create_thing(thingName="site1-gw", attributePayload={"attributes": attributes})
+    with pytest.raises(ProvisioningError, match="two stages in one account must not share"):
+        provision(tmp_path / "gw")
+    assert iot.describe_thing(thingName="site1-gw")["attributes"] == attributes
+    assert iot.list_certificates()["certificates"] == []
+    assert iot.list_policies()["policies"] == []
+    assert not (tmp_path / "gw").exists()
+
+
+def test_cli_prints_each_stream_once_and_the_real_start_command(
+    role_alias: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "gw"
+    args = ["provision-connector", "site1-gw", "--out", str(out), "--policy-name", POLICY]
+    args += ["--role-alias", ALIAS, "--stage", "test", "--camera", "cam-gate"]
+    from aios.cloud.kvs_media import kvs_stream_name
+
+    stream = kvs_stream_name("aios", "test", "site1-gw", "cam-gate")
+    for _ in range(2):  # creating, then finding it all in place
+        result = CliRunner().invoke(cloud_app, args)
+        assert result.exit_code == 0, result.output
+        assert result.output.count(stream) == 1, result.output
+        config = out / "connector.yaml"
+        assert f"start it with: aios-connector --config {config}\n" in result.output
+        assert "aios-connector run" not in result.output
+
+
+def test_check_policy_refuses_an_invalid_thing_name() -> None:
+    args = ["check-policy", "--thing", "a/b", "--action", "publish", "--target", "dt/aios/a/b"]
+    assert "'a/b' cannot be both a connector id and an IoT thing name" in refused(args)
