@@ -35,7 +35,6 @@ DEFAULT_INPUT_SIZE = 640
 """Input size used when neither the model's input shape nor its metadata tells it."""
 
 
-
 PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
 """onnxruntime execution providers in order of preference: the GPU where the installed
 onnxruntime has CUDA (the detector image's ``onnxruntime-gpu``), else the CPU."""
@@ -46,6 +45,7 @@ def execution_providers() -> list[str]:
     (``["CPUExecutionProvider"]`` with the CPU-only package)."""
     available = set(ort.get_available_providers())
     return [p for p in PREFERRED_PROVIDERS if p in available] or ["CPUExecutionProvider"]
+
 
 class ModelError(RuntimeError):
     """A model cannot be found, fetched, converted, loaded or used.

@@ -178,7 +178,11 @@ def test_putmedia_is_signed_streamed_and_acknowledged(
 
     # GetDataEndpoint(APIName=PUT_MEDIA) first, signed for kinesisvideo
     assert server.endpoint_requests == [
-        {"StreamName": "aios-test-site1-gw.cam-gate", "APIName": "PUT_MEDIA", "signature_problem": None}
+        {
+            "StreamName": "aios-test-site1-gw.cam-gate",
+            "APIName": "PUT_MEDIA",
+            "signature_problem": None,
+        }
     ]
     [session] = server.sessions
     headers = session.headers
