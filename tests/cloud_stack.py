@@ -26,6 +26,7 @@ the environment values it depends on.
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import functools
 import importlib
@@ -37,7 +38,7 @@ import secrets
 import string
 import threading
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,8 +67,7 @@ _PSEUDO = {
 }
 _NO_VALUE = object()
 ENVIRONMENT_LOCK = threading.RLock()
-"""Held while ``os.environ`` is a function's (an invocation, or a test building what a
-function builds): hold it too when swapping the environment."""
+"""Held while the process's environment is changed for a whole stack (set-up, tear-down)."""
 
 
 class TemplateError(AssertionError):
@@ -792,7 +792,7 @@ class CloudStack:
             else self.function_by_name(logical_or_name)
         )
         handler = _import_handler(spec["handler"])
-        with ENVIRONMENT_LOCK, _environment(spec["environment"]):
+        with environment(spec["environment"]):
             return handler(payload, LambdaContext(spec))
 
     def bind_handlers(self, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
@@ -908,15 +908,71 @@ def _custom_resource_answer(send_request: Callable[[str], Any]) -> dict[str, Any
     return json.loads(received[0])  # type: ignore[no-any-return]
 
 
+_UNSET = object()
+_OVERLAY: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "environment_overlay", default=None
+)
+
+
+class _LayeredEnviron(MutableMapping[str, str]):
+    """``os.environ`` with a per-thread overlay (:func:`environment`): each Lambda handler
+    of the stack sees its function's environment while other threads — moto running a
+    state machine's next step, a test answering as a device — see theirs, as separate
+    Lambda containers would. Writes go to the process's environment."""
+
+    def __init__(self, base: MutableMapping[str, str]) -> None:
+        self.base = base
+
+    def _overlay(self) -> dict[str, Any]:
+        return _OVERLAY.get() or {}
+
+    def __getitem__(self, key: str) -> str:
+        value = self._overlay().get(key, None)
+        if value is _UNSET:
+            raise KeyError(key)
+        if value is not None:
+            return str(value)
+        return self.base[key]
+
+    def __setitem__(self, key: str, value: str) -> None:
+        self.base[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.base[key]
+
+    def __iter__(self) -> Iterator[str]:
+        overlay = self._overlay()
+        seen = set()
+        for key in self.base:
+            if overlay.get(key) is not _UNSET:
+                seen.add(key)
+                yield key
+        for key, value in overlay.items():
+            if value is not _UNSET and key not in seen:
+                yield key
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def copy(self) -> dict[str, str]:
+        """A plain dict of what this thread sees (as ``os.environ.copy()``)."""
+        return dict(self)
+
+
+def _install_layered_environ() -> None:
+    with ENVIRONMENT_LOCK:
+        if not isinstance(os.environ, _LayeredEnviron):
+            os.environ = _LayeredEnviron(os.environ)  # type: ignore[assignment]  # noqa: B003
+
+
 @contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
+def environment(values: dict[str, str], unset: frozenset[str] = frozenset()) -> Iterator[None]:
+    """For the block, this thread (and only it) sees ``os.environ`` with ``values`` set and
+    ``unset`` removed; other threads keep theirs (see :class:`_LayeredEnviron`)."""
+    _install_layered_environ()
+    overlay = {**(_OVERLAY.get() or {}), **dict.fromkeys(unset, _UNSET), **values}
+    token = _OVERLAY.set(overlay)
     try:
         yield
     finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
+        _OVERLAY.reset(token)

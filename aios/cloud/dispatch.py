@@ -76,17 +76,11 @@ def execution_name(event_id: str) -> str:
     return (re.sub(r"[^A-Za-z0-9_-]", "-", event_id) or "event")[:80]
 
 
-class RunEvents:
-    """Takes device events into their runs (see the module doc).
+class _Starter:
+    """What starts executions of runs' event machines: the lifecycle's state store and a
+    Step Functions client made at first use (default: one from the AWS environment)."""
 
-    Args:
-        services: the ingest function's ports.
-        state: the state store the lifecycle writes (:class:`aios.cloud.state.DynamoStateStore`).
-        sfn: a boto3 Step Functions client (default: one from the AWS environment).
-    """
-
-    def __init__(self, services: Services, state: StateStore, *, sfn: Any | None = None) -> None:
-        self.services = services
+    def __init__(self, state: StateStore, sfn: Any | None) -> None:
         self.state = state
         self._sfn = sfn
 
@@ -98,6 +92,20 @@ class RunEvents:
 
             self._sfn = boto3.client("stepfunctions")
         return self._sfn
+
+
+class RunEvents(_Starter):
+    """Takes device events into their runs (see the module doc).
+
+    Args:
+        services: the ingest function's ports.
+        state: the state store the lifecycle writes (:class:`aios.cloud.state.DynamoStateStore`).
+        sfn: a boto3 Step Functions client (default: one from the AWS environment).
+    """
+
+    def __init__(self, services: Services, state: StateStore, *, sfn: Any | None = None) -> None:
+        super().__init__(state, sfn)
+        self.services = services
 
     def __call__(self, device_id: str, items: list[DeviceEventItem]) -> None:
         """The hook: take every stream event of ``items`` (one failing is logged)."""
@@ -364,7 +372,7 @@ def unindex_sensor_listeners(
         state.update(SENSOR_INDEX_NAMESPACE, device, removing, RUN_STATE_TTL_SECONDS)
 
 
-class RunTelemetry:
+class RunTelemetry(_Starter):
     """Telemetry into the runs whose sensor nodes listen to its device: the telemetry
     ingest's hook (called after the fleet accepted the message).
 
@@ -382,18 +390,8 @@ class RunTelemetry:
     """
 
     def __init__(self, services: Services, state: StateStore, *, sfn: Any | None = None) -> None:
+        super().__init__(state, sfn)
         self.services = services
-        self.state = state
-        self._sfn = sfn
-
-    @property
-    def sfn(self) -> Any:
-        """The Step Functions client."""
-        if self._sfn is None:
-            import boto3
-
-            self._sfn = boto3.client("stepfunctions")
-        return self._sfn
 
     def listeners(self, device_id: str) -> dict[str, list[str]]:
         """The runs listening to ``device_id``'s telemetry: ``{run_id: [node ids]}``."""
@@ -487,7 +485,7 @@ def device_telemetry_hook(services: Services) -> RunTelemetry:
 # --- webhooks and other inputs handed over by the API -------------------------------------
 
 
-class CloudRunInputs:
+class CloudRunInputs(_Starter):
     """:class:`aios.services.EventInputs` in the cloud: an event of an event-tier input of
     a run starts an execution of the run's event machine (:func:`start_run_execution`;
     execution name from the event id and node id). The caller has found the run active
@@ -499,17 +497,7 @@ class CloudRunInputs:
     """
 
     def __init__(self, state: StateStore, *, sfn: Any | None = None) -> None:
-        self.state = state
-        self._sfn = sfn
-
-    @property
-    def sfn(self) -> Any:
-        """The Step Functions client."""
-        if self._sfn is None:
-            import boto3
-
-            self._sfn = boto3.client("stepfunctions")
-        return self._sfn
+        super().__init__(state, sfn)
 
     def deliver(
         self,

@@ -13,14 +13,13 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
-import os
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
-from cloud_stack import TEMPLATE, CloudStack
+from cloud_stack import TEMPLATE, CloudStack, environment
 
 from aios.cloud import env
 from aios.store.dynamodb import create_table
@@ -83,7 +82,7 @@ class Deployment:
     @contextlib.contextmanager
     def environ(self, logical_id: str) -> Iterator[None]:
         """``os.environ`` set to the function's environment for the block."""
-        with _environment(self.environment(logical_id), self.unset):
+        with environment(self.environment(logical_id), frozenset(self.unset)):
             yield
 
     def services(self, logical_id: str | None = None) -> Any:
@@ -109,24 +108,8 @@ class Deployment:
             handler_path = HANDLERS[logical_id]
         module_name, _, attribute = handler_path.rpartition(".")
         handler = getattr(importlib.import_module(module_name.replace("/", ".")), attribute)
-        with _environment(self.environment(logical_id), self.unset):
+        with environment(self.environment(logical_id), frozenset(self.unset)):
             return handler(event, context)
-
-
-@contextlib.contextmanager
-def _environment(values: dict[str, str], unset: set[str] = frozenset()) -> Iterator[None]:  # type: ignore[assignment]
-    saved = {key: os.environ.get(key) for key in {*values, *unset}}
-    for key in unset:
-        os.environ.pop(key, None)
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
 
 
 RESOURCES = {"DataTable", "IdempotencyTable", "MediaBucket", "JwtSecret"}
