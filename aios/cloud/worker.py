@@ -906,12 +906,15 @@ class StreamWorker:
             log.warning("the health file cannot be written: %s", err.strerror)
 
     def wait_ready(self) -> None:
-        """Wait until every plan runs and has processed a frame, sending heartbeats.
+        """Wait until every plan runs and has processed a frame, sending heartbeats: one at
+        once (the plans have started: the lifecycle's heartbeat timeout restarts), then one
+        every ``heartbeat_seconds``.
 
         Raises:
             WorkerStartError: a plan failed, the start timed out, or a stop was asked.
         """
         deadline = time.monotonic() + self.config.start_timeout_seconds
+        self.callback.heartbeat()
         next_beat = time.monotonic() + self.config.heartbeat_seconds
         next_health = 0.0
         while True:

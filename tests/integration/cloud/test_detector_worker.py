@@ -265,7 +265,8 @@ def test_fleet_camera_frames_come_from_its_kinesis_video_stream(
         )
         item = messages[0].events[0]
         assert item.type == "zone.enter" and item.data["plan_id"] == f"{RUN_ID}.cam"
-        assert worker.state == "ready"
+        # ready once its start-up loop (every 0.2 s) has seen the plan's first frame
+        wait_for(lambda: worker.state == "ready", 10, "the worker ready")
         # the fleet's ingest takes them as the camera's own events
         fleet = FleetService(Services(store=store, settings=Settings()))
         outcome = handle_message(
