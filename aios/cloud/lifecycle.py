@@ -97,12 +97,12 @@ RUN_NAMESPACE = "run-cloud"
 RUN_STATE_TTL_SECONDS = 400 * 86_400.0
 """How long those records are kept: longer than a Standard execution may last (1 year)."""
 
-API_URL = "AIOS_API_URL"
+API_URL = env.API_URL
 """Environment variable with the API's base URL as connectors reach it (optional; the
 execution input's ``api_url`` wins). Without either, edge plans carry no media target and
 their snapshots and clips stay on the connector."""
 
-EVENT_MACHINE_LOG_GROUP_ARN = "AIOS_EVENT_MACHINE_LOG_GROUP_ARN"
+EVENT_MACHINE_LOG_GROUP_ARN = env.EVENT_MACHINE_LOG_GROUP_ARN
 """Log group ARN of the Express machines' execution logs (level ERROR; optional)."""
 
 MAX_ERROR_CHARS = 1000

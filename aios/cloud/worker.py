@@ -93,7 +93,7 @@ WORKER_FAILED = "Aios.WorkerFailed"
 """The ``error`` of the worker's ``SendTaskFailure`` (the lifecycle catches it)."""
 
 # Worker settings beyond the contract's (:mod:`aios.cloud.env`), with their defaults.
-NAME_PREFIX = "AIOS_NAME_PREFIX"
+NAME_PREFIX = env.NAME_PREFIX
 """First part of the Kinesis Video stream names (``NamePrefix`` of the template; ``aios``)."""
 WORKER_ID = "AIOS_WORKER_ID"
 """The worker's device id on ``dt/aios/{id}/events`` (default :data:`DEFAULT_WORKER_ID`)."""
