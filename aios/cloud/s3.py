@@ -63,7 +63,24 @@ def content_type(key: str) -> str:
     )
 
 
-class S3BlobStore:
+class _Bucket:
+    """One bucket and an ``s3`` client made at first use (unless one is given)."""
+
+    def __init__(self, bucket: str, client: Any | None, what: str) -> None:
+        if not bucket:
+            raise ValueError(f"the {what} bucket's name cannot be empty")
+        self.bucket = bucket
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        """The S3 client."""
+        if self._client is None:
+            self._client = _s3_client()
+        return self._client
+
+
+class S3BlobStore(_Bucket):
     """:class:`aios.events.task.BlobStore` on one bucket.
 
     Args:
@@ -73,18 +90,8 @@ class S3BlobStore:
     """
 
     def __init__(self, bucket: str, *, prefix: str = "", client: Any | None = None) -> None:
-        if not bucket:
-            raise ValueError("the blob bucket's name cannot be empty")
-        self.bucket = bucket
+        super().__init__(bucket, client, "blob")
         self.prefix = prefix
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        """The S3 client."""
-        if self._client is None:
-            self._client = _s3_client()
-        return self._client
 
     def _locate(self, ref: str) -> tuple[str, str]:
         if ref.startswith("s3://"):
@@ -131,7 +138,7 @@ class S3BlobStore:
         return key
 
 
-class S3MediaStore:
+class S3MediaStore(_Bucket):
     """:class:`aios.runs.media.MediaStore` on a bucket: ``runs/<run_id>/media/<kind>/<name>``.
 
     Run ids, kinds and names are checked as :class:`aios.runs.media.FolderMediaStore`
@@ -143,17 +150,7 @@ class S3MediaStore:
     """
 
     def __init__(self, bucket: str, *, client: Any | None = None) -> None:
-        if not bucket:
-            raise ValueError("the media bucket's name cannot be empty")
-        self.bucket = bucket
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        """The S3 client."""
-        if self._client is None:
-            self._client = _s3_client()
-        return self._client
+        super().__init__(bucket, client, "media")
 
     def key(self, run_id: str, kind: str, name: str) -> str:
         """The object key of a run's media file.

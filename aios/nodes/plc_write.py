@@ -471,37 +471,26 @@ class PlcWriteAction(Action[PlcWriteConfig]):
             )
         if self.config.device_id is not None:
             report = self._fleet_restore(request, self.config.device_id, plan)
-            state.delete(RESTORE_NAMESPACE, key)
-            return self._result(
-                request,
-                "sent",
-                None,
-                attempts=1,
-                detail={
-                    "phase": "restore",
-                    "device": self.config.describe_target(),
-                    "writes": report,
-                },
-            )
-        report = []
-        try:
-            with self._client() as client:
-                for item in plan:
-                    table = str(item["table"])
-                    address = int(item["address"])
-                    values = list(item["values"])
-                    requests = self._write(client, table, address, values)
-                    report.append(
-                        {
-                            "name": item.get("name"),
-                            "table": table,
-                            "address": address,
-                            "values": values,
-                            "requests": requests,
-                        }
-                    )
-        except ModbusError as err:
-            raise self._task_error(err) from err
+        else:
+            report = []
+            try:
+                with self._client() as client:
+                    for item in plan:
+                        table = str(item["table"])
+                        address = int(item["address"])
+                        values = list(item["values"])
+                        requests = self._write(client, table, address, values)
+                        report.append(
+                            {
+                                "name": item.get("name"),
+                                "table": table,
+                                "address": address,
+                                "values": values,
+                                "requests": requests,
+                            }
+                        )
+            except ModbusError as err:
+                raise self._task_error(err) from err
         state.delete(RESTORE_NAMESPACE, key)
         return self._result(
             request,
